@@ -1,0 +1,86 @@
+"""Checkpoints: safetensors with the model config as JSON in the metadata (never pickle).
+
+``load_model`` resolves a model by name or path, explicitly and offline:
+``warp`` (training-free), a preset name (the weights shipped in ``refcolor/weights``),
+or a path to a ``.safetensors`` file written by ``save_model``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import PRESETS, ModelConfig
+from .errors import RefcolorError
+
+FORMAT = "refcolor-1"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def save_model(model: nn.Module, path: str | Path, dtype: torch.dtype | None = None, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s weights + config atomically (temp file beside the target, then rename)."""
+    path = Path(path)
+    cfg: ModelConfig = model.cfg
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "config": cfg.to_json(), **(metadata or {})}
+    tmp = path.with_name(f".{path.name}.partial")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise RefcolorError(f"checkpoint not found: {path}")
+    if path.suffix != ".safetensors":
+        raise RefcolorError(f"{path}: checkpoints load from .safetensors files only (no pickle)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RefcolorError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    if meta.get("format") != FORMAT or "config" not in meta:
+        raise RefcolorError(f"{path}: metadata has no refcolor config (format {meta.get('format')!r}); not a refcolor checkpoint")
+    return ModelConfig.from_json(meta["config"]), tensors, meta
+
+
+def load_model(spec: str | Path = "warp", device: str | torch.device = "cpu") -> nn.Module:
+    """Model by name (``warp``, ``lite``, ``paper``) or checkpoint path, in eval mode on ``device``."""
+    from .models.network import RefColorNet
+    from .models.backbones import build_backbone
+
+    spec_str = str(spec)
+    if spec_str == "warp":
+        from .models.warp import build_warp_model
+
+        model = build_warp_model()
+    else:
+        if spec_str in PRESETS:
+            path = WEIGHTS_DIR / f"{spec_str}.safetensors"
+            if not path.is_file():
+                raise RefcolorError(f"no trained weights are shipped for preset {spec_str!r} yet; use --model warp or a checkpoint path")
+        else:
+            path = Path(spec_str)
+            if not path.exists():
+                raise RefcolorError(f"unknown model {spec_str!r}: not warp, {', '.join(PRESETS)}, or an existing checkpoint file")
+        cfg, tensors, _ = read_checkpoint(path)
+        cfg = cfg.replace(pretrained=False)  # every weight comes from the checkpoint
+        model = RefColorNet(cfg, build_backbone(cfg.backbone, pretrained=False))
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected:
+            raise RefcolorError(f"{path}: weights do not match its config ({len(missing)} missing, {len(unexpected)} unexpected keys)")
+        bad = [k for k in expected if tuple(expected[k].shape) != tuple(tensors[k].shape)]
+        if bad:
+            raise RefcolorError(f"{path}: tensor {bad[0]} has shape {tuple(tensors[bad[0]].shape)}, expected {tuple(expected[bad[0]].shape)}")
+        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return model.to(device).eval()

@@ -1,0 +1,115 @@
+"""Model configuration: one dataclass, presets as overrides (never copied classes).
+
+Every checkpoint stores ``ModelConfig.to_json()`` in its metadata so that
+``load_model`` rebuilds the right network by itself (nanoGPT style).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RefcolorError
+
+BACKBONES = ("resnet101", "efficientnet_lite0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of ``RefColorNet``. Defaults are the paper's (section 4)."""
+
+    preset: str = "paper"
+    backbone: str = "resnet101"
+    pretrained: bool = True
+    # Correspondence subnet
+    feat_channels: int = 512  # R' channels at h4 x w4
+    nonlocal_channels: int = 256  # width of each non-local head (Eq. 1)
+    nonlocal_stride: int = 4  # grid of the correlation: 4 -> h4 x w4, 8 -> h8 x w8
+    tau: float = 0.01  # softmax temperature, the paper's gamma
+    alpha: float = 0.75  # initial weight of the augmented head's parametric add
+    num_res_blocks: int = 3
+    num_ct_blocks: int = 3  # CNN-Transformer blocks augmenting R_high
+    corr_heads: int = 6  # attention heads in the correspondence subnet
+    # Transformer branch / linkage
+    token_dim: int = 192  # D, divisible by corr_heads and heads
+    token_pool: int = 2  # token grid = (h8 / token_pool) x (w8 / token_pool)
+    ffn_ratio: float = 2.0
+    memory_grid: tuple[int, int] = (8, 16)  # linkage memory slots = product, fixed
+    # Colorization subnet
+    heads: int = 4
+    color_channels: tuple[int, int, int] = (64, 128, 256)
+    color_ct_blocks: int = 2
+    # Blocks of frames
+    block_size: int = 3  # N at inference
+    train_block_size: int = 2  # N in training
+    # Ablations (paper Table 2): real code paths
+    use_transformer: bool = True
+    use_linkage: bool = True
+    double_head: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise RefcolorError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.nonlocal_stride not in (4, 8):
+            raise RefcolorError("nonlocal_stride must be 4 or 8")
+        for h in (self.corr_heads, self.heads):
+            if self.token_dim % h:
+                raise RefcolorError(f"token_dim {self.token_dim} is not divisible by {h} heads")
+        if self.use_linkage and not self.use_transformer:
+            # The linkage memory reads and writes Transformer-branch tokens (Eq. 6-7):
+            # without that branch there is nothing to link (Table 2 removes both together).
+            raise RefcolorError("use_linkage=True needs use_transformer=True")
+
+    @property
+    def memory_slots(self) -> int:
+        return self.memory_grid[0] * self.memory_grid[1]
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise RefcolorError(f"unknown model config key(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as err:
+            raise RefcolorError(f"model config is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise RefcolorError("model config must be a JSON object")
+        for key in ("memory_grid", "color_channels"):
+            if key in data and isinstance(data[key], list):
+                data[key] = tuple(data[key])
+        return ModelConfig().replace(**data)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # Same architecture, smaller: offline EfficientNet-Lite0 backbone, narrower layers and
+    # the correlation on the h8 grid (4x fewer positions on both sides -> 16x cheaper).
+    "lite": dict(
+        preset="lite",
+        backbone="efficientnet_lite0",
+        feat_channels=128,
+        nonlocal_channels=64,
+        nonlocal_stride=8,
+        token_dim=96,
+        token_pool=2,
+        memory_grid=(6, 12),
+        color_channels=(24, 48, 96),
+        color_ct_blocks=1,
+    ),
+}
+
+
+def get_config(preset: str, **overrides: Any) -> ModelConfig:
+    """Config of a named preset with optional overrides, e.g. ``get_config("lite", use_linkage=False)``."""
+    if preset not in PRESETS:
+        raise RefcolorError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return ModelConfig().replace(**{**PRESETS[preset], **overrides})

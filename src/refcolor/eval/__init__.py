@@ -1,0 +1,1 @@
+"""Evaluation: image and video metrics (PSNR, SSIM, colorfulness, warp error, LPIPS, FID)."""

@@ -1,0 +1,187 @@
+"""Streaming colorization: ``Colorizer`` (frames in memory) and ``colorize`` (files).
+
+Blocks of N frames flow decoder -> network -> encoder; the reference is encoded once
+and only the fixed-size linkage memory is carried between blocks, so memory does not
+grow with the video's length. The network works at a working size; its chroma is
+up-sampled to the input's resolution and joined with the input's own full-resolution
+L, so the output's L is the input's L.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .color import AB_SCALE, lab_to_rgb, normalize_lab, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
+from .errors import RefcolorError
+
+DEFAULT_ROWS = 216
+MIN_REFERENCE_CHROMA = 2.0  # mean |ab| below this: the "color" reference is gray
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RefcolorError("--device cuda was asked for but no CUDA GPU is available")
+    if str(device) not in ("cpu",) and not str(device).startswith("cuda"):
+        raise RefcolorError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def working_size(height: int, width: int, rows: int = DEFAULT_ROWS) -> tuple[int, int]:
+    """Default working size: ``rows`` rows, width from the aspect ratio, both multiples of 8."""
+    rows = max(16, int(round(rows / 8)) * 8)
+    cols = max(16, int(round(width * rows / height / 8)) * 8)
+    return rows, cols
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'216x384' -> (216, 384); sides rounded to multiples of 8."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise RefcolorError(f"malformed size {text!r}; expected HxW, e.g. 216x384") from None
+    if h < 16 or w < 16 or h > 4320 or w > 7680:
+        raise RefcolorError(f"size {text!r} out of range (16..4320 x 16..7680)")
+    return max(16, round(h / 8) * 8), max(16, round(w / 8) * 8)
+
+
+def as_rgb_uint8(frame: np.ndarray | Tensor) -> np.ndarray:
+    """Gray (H,W or H,W,1), RGB or RGBA, uint8/uint16/float in [0,1] -> H,W,3 uint8."""
+    arr = frame.detach().cpu().numpy() if isinstance(frame, Tensor) else np.asarray(frame)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # C,H,W tensor layout
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise RefcolorError(f"a frame must be H,W (gray) or H,W,3 (RGB); got shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif arr.dtype.kind == "f":
+        arr = (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise RefcolorError(f"unsupported frame dtype {arr.dtype}")
+    arr = arr[..., :3]
+    return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
+
+
+def guided_upsample(ab: Tensor, guide_l: Tensor) -> Tensor:
+    """Edge-aware up-sampling of chroma: bilinear, then a guided filter steered by full-res L.
+
+    ab: B,2,h,w; guide_l: B,1,H,W in [0, 1] -> B,2,H,W. The radius follows the scale factor so
+    that the filter spans about one low-resolution pixel.
+    """
+    import kornia.filters
+
+    up = F.interpolate(ab, size=guide_l.shape[-2:], mode="bilinear", align_corners=False)
+    scale = guide_l.shape[-2] / ab.shape[-2]
+    if scale <= 1.5:
+        return up
+    radius = int(math.ceil(scale))
+    return kornia.filters.guided_blur(guide_l, up, 2 * radius + 1, eps=1e-3)
+
+
+class Colorizer:
+    """Colorizes frames held in memory, one block at a time.
+
+    >>> c = Colorizer("warp")
+    >>> c.set_reference(reference_rgb)            # H,W,3 uint8 color photo (or several)
+    >>> out = c.step(frames)                       # N,H,W(,3) frames -> N,H,W,3 uint8 RGB
+
+    Frames keep their resolution: the network runs at ``size`` (default 216 rows) and only its
+    chroma is up-sampled. ``reset_memory()`` starts a new shot.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | nn.Module = "warp",
+        *,
+        device: str | torch.device = "auto",
+        size: tuple[int, int] | None = None,
+        block_size: int | None = None,
+        upsample: str = "guided",
+    ) -> None:
+        from .checkpoint import load_model
+
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval() if isinstance(model, nn.Module) else load_model(model, self.device)
+        self.block_size = block_size or getattr(self.model.cfg, "block_size", 3)
+        if self.block_size < 1:
+            raise RefcolorError("block size must be at least 1")
+        if upsample not in ("guided", "bilinear"):
+            raise RefcolorError(f"unknown upsampling {upsample!r}; use guided or bilinear")
+        self.upsample = upsample
+        self.size = size
+        self._reference_images: list[np.ndarray] = []
+        self._ref_state = None
+        self.memory = None
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self.model.cfg, "preset", type(self.model).__name__)
+
+    def set_reference(self, references: np.ndarray | Sequence[np.ndarray]) -> None:
+        """One color reference (H,W,3) or several; encoded once at the working size."""
+        refs = [references] if isinstance(references, np.ndarray) and references.ndim == 3 else list(references)
+        if not refs:
+            raise RefcolorError("at least one color reference is needed")
+        self._reference_images = [check_color_reference(as_rgb_uint8(r)) for r in refs]
+        self._ref_state = None
+        self.reset_memory()
+
+    def reset_memory(self) -> None:
+        self.memory = self.model.init_memory()
+
+    @torch.inference_mode()
+    def _encode_references(self) -> None:
+        from .models.network import RefState
+
+        h, w = self.size
+        states = []
+        for ref in self._reference_images:
+            rgb = F.interpolate(uint8_to_tensor(ref).to(self.device), size=(h, w), mode="area")
+            states.append(self.model.encode_reference(normalize_lab(rgb_to_lab(rgb))))
+        self._ref_state = states[0] if len(states) == 1 else RefState.concat(states)
+
+    @torch.inference_mode()
+    def step(self, frames: np.ndarray | Tensor | Sequence[np.ndarray]) -> np.ndarray:
+        """A block of frames (N,H,W gray or N,H,W,3 RGB, or a list) -> N,H,W,3 uint8 RGB."""
+        if isinstance(frames, (np.ndarray, Tensor)):
+            single = frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] in (1, 3, 4))
+            frames = [frames] if single else list(frames)
+        batch = np.stack([as_rgb_uint8(f) for f in frames])
+        if not self._reference_images:
+            raise RefcolorError("call set_reference() before step()")
+        full_h, full_w = batch.shape[1:3]
+        if self.size is None:
+            self.size = working_size(full_h, full_w)
+        if self._ref_state is None:
+            self._encode_references()
+        rgb = uint8_to_tensor(batch).to(self.device)
+        lum = rgb_to_lab(rgb)[:, :1]  # N,1,H,W full-resolution L, kept for the output
+        l_work = F.interpolate(lum, size=self.size, mode="area") / 50.0 - 1.0
+        out = []
+        for start in range(0, len(batch), self.block_size):
+            block = l_work[start : start + self.block_size]
+            ab_n, self.memory = self.model.step(block[None], self._ref_state, self.memory)
+            out.append(ab_n[0])
+        ab = torch.cat(out) * AB_SCALE  # N,2,h,w
+        if (full_h, full_w) != tuple(ab.shape[-2:]):
+            if self.upsample == "guided":
+                ab = guided_upsample(ab, lum / 100.0)
+            else:
+                ab = F.interpolate(ab, size=(full_h, full_w), mode="bilinear", align_corners=False)
+        return tensor_to_uint8(lab_to_rgb(torch.cat([lum, ab], dim=1)))
+
+
+def check_color_reference(rgb: np.ndarray) -> np.ndarray:
+    lab = rgb_to_lab(uint8_to_tensor(rgb[::4, ::4]))
+    if lab[:, 1:].abs().mean().item() < MIN_REFERENCE_CHROMA:
+        raise RefcolorError("the reference image is gray: a color reference is needed")
+    return rgb

@@ -1,0 +1,1 @@
+"""Network modules of refcolor (paper sections 3.1-3.3)."""

@@ -1,0 +1,123 @@
+"""Correspondence subnet and the double-head non-local operation (paper Eq. 1-4, Fig. 3a/3c).
+
+Named steps, called by ``RefColorNet``:
+  ``embed_high``  R_high -> reduced features + tokens (what the linkage memory reads with)
+  ``augment``     three CNN-Transformer blocks: (R_high, hi_t) -> (R'_high, ho_t)
+  ``fuse``        R'_high + R_low -> R' (residual blocks, feat_channels at h4)
+  ``heads``       R' -> one or two normalised non-local heads (the augmented head adds alpha*proj(R'_high))
+and the functional ``nonlocal_warp`` (Eq. 1-3), computed frame by frame and in row chunks so
+that no (N*P)^2 matrix is ever built.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .transformer import CNNTransformerBlock, Grid, conv_in, to_tokens
+
+
+def center_normalize(feat: Tensor) -> Tensor:
+    """Mean-centred, L2-normalised features for the cosine correlation of Eq. 1.
+
+    feat: B,K,P (P positions of ONE image) -> B,K,P; the mean is over that image's positions.
+    """
+    feat = feat - feat.mean(dim=-1, keepdim=True)
+    return feat / feat.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Eq. 2-3 for one head, bounded memory.
+
+    query: B,N,K,P (centred + normalised per frame); key: B,K,Pr (reference, normalised);
+    value: B,C,Pr (reference chroma). Returns W: B,N,C,P and S: B,N,1,P.
+    The correlation of one frame is built ``chunk`` rows at a time: peak extra memory is
+    B*chunk*Pr floats, independent of N and of the video's length.
+    """
+    b, n, _, p = query.shape
+    warped, similarity = [], []
+    for i in range(n):
+        w_rows, s_rows = [], []
+        for start in range(0, p, chunk):
+            q = query[:, i, :, start : start + chunk]  # B,K,p
+            corr = torch.einsum("bkp,bkr->bpr", q, key)  # Eq. 1 (cosine of centred features)
+            s_rows.append(corr.amax(dim=-1))  # Eq. 3
+            attn = torch.softmax(corr / tau, dim=-1)  # Eq. 2
+            w_rows.append(torch.einsum("bpr,bcr->bcp", attn, value))
+        warped.append(torch.cat(w_rows, dim=-1))
+        similarity.append(torch.cat(s_rows, dim=-1)[:, None])
+    return torch.stack(warped, dim=1), torch.stack(similarity, dim=1)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_in(channels, channels),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.body(x))
+
+
+class CorrespondenceSubnet(nn.Module):
+    def __init__(self, cfg: ModelConfig, low_channels: int, high_channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, d = cfg.feat_channels, cfg.token_dim
+        self.reduce_high = conv_in(high_channels, c, k=1)
+        self.tokenize = nn.Conv2d(c, d, 1) if cfg.use_transformer else None
+        self.blocks = nn.ModuleList(
+            CNNTransformerBlock(c, d, cfg.corr_heads, cfg.ffn_ratio, cfg.use_transformer) for _ in range(cfg.num_ct_blocks)
+        )
+        self.fuse_in = conv_in(low_channels + c, c, k=1)
+        self.res_blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(cfg.num_res_blocks)])
+        k = cfg.nonlocal_channels
+        self.head1 = nn.Conv2d(c, k, 1)
+        if cfg.double_head:
+            self.head2 = nn.Conv2d(c, k, 1)
+            self.augment_proj = nn.Conv2d(c, k, 1)  # parametric projection of R'_high
+            self.alpha = nn.Parameter(torch.tensor(float(cfg.alpha)))
+
+    @property
+    def num_heads(self) -> int:
+        return 2 if self.cfg.double_head else 1
+
+    def token_grid(self, n: int, h8: int, w8: int) -> Grid:
+        pool = self.cfg.token_pool
+        return (n, -(-h8 // pool), -(-w8 // pool))
+
+    def embed_high(self, r_high: Tensor, grid: Grid) -> tuple[Tensor, Tensor | None]:
+        """r_high: B*n,C_high,h8,w8 -> (reduced B*n,C,h8,w8, tokens B,n*th*tw,D or None)."""
+        high = self.reduce_high(r_high)
+        tokens = to_tokens(self.tokenize(high), grid) if self.cfg.use_transformer else None
+        return high, tokens
+
+    def augment(self, high: Tensor, hi: Tensor | None, grid: Grid) -> tuple[Tensor, Tensor | None]:
+        """CNN-Transformer blocks: (R_high, hi_t) -> (R'_high, ho_t)."""
+        tokens = hi
+        for block in self.blocks:
+            high, tokens = block(high, tokens, grid)
+        return high, tokens
+
+    def fuse(self, high_aug: Tensor, r_low: Tensor) -> Tensor:
+        """R'_high (h8) + R_low (h4) -> R': B*n,C,h4,w4."""
+        up = F.interpolate(high_aug, size=r_low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.res_blocks(self.fuse_in(torch.cat([r_low, up], dim=1)))
+
+    def heads(self, feat: Tensor, high_aug: Tensor) -> list[Tensor]:
+        """R' and R'_high -> list (1 or 2) of centred, normalised heads B*n,K,P on the non-local grid."""
+        if self.cfg.nonlocal_stride == 8:
+            feat = F.avg_pool2d(feat, 2, ceil_mode=True)
+            feat = feat[..., : high_aug.shape[-2], : high_aug.shape[-1]]
+        grid_size = feat.shape[-2:]
+        out = [self.head1(feat)]
+        if self.cfg.double_head:
+            aug = self.augment_proj(high_aug)
+            if aug.shape[-2:] != grid_size:
+                aug = F.interpolate(aug, size=grid_size, mode="bilinear", align_corners=False)
+            out.append(self.head2(feat) + self.alpha * aug)  # the augmented head
+        return [center_normalize(h.flatten(2)) for h in out]

@@ -1,0 +1,139 @@
+"""RefColorNet: the whole method of the paper as named steps (Cutie style).
+
+    ref = net.encode_reference(lab_ref)          # once per reference (or shot)
+    memory = net.init_memory()                   # empty linkage memory (t = 0)
+    ab, memory = net.step(l_block, ref, memory)  # one block of N frames, in parallel
+
+``forward`` composes these over a clip for training. Shapes use DESIGN.md's vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..color import gray_rgb_from_l
+from ..config import ModelConfig
+from ..errors import RefcolorError
+from .backbones import Backbone, build_backbone
+from .colorization import ColorizationSubnet
+from .correspondence import CorrespondenceSubnet, nonlocal_warp
+from .linkage import LinkageMemory
+
+Memory = Tensor | None  # B,M,D linkage memory, None before the first block
+
+
+@dataclass
+class RefState:
+    """A reference encoded once: per-head keys on the non-local grid, its chroma there, its lab."""
+
+    keys: list[Tensor]  # per head: B,K,Pr (mean-centred, L2-normalised)
+    ab: Tensor  # B,2,Pr normalised chroma on the non-local grid
+    lab: Tensor  # B,3,H,W normalised lab of the (first) reference, for the colorization input
+
+    @staticmethod
+    def concat(states: list["RefState"]) -> "RefState":
+        """Several references: the correspondence attends over the union of their positions."""
+        return RefState(
+            keys=[torch.cat(k, dim=-1) for k in zip(*(s.keys for s in states))],
+            ab=torch.cat([s.ab for s in states], dim=-1),
+            lab=states[0].lab,
+        )
+
+
+@dataclass
+class BlockOutput:
+    ab: Tensor  # B,N,2,H,W in (-1, 1)
+    warped: list[Tensor]  # per head B,N,2,gh,gw: W_k of Eq. 2
+    similarity: list[Tensor]  # per head B,N,1,gh,gw: S_k of Eq. 3
+    memory: Memory
+
+
+def check_size(h: int, w: int) -> None:
+    if h % 8 or w % 8 or h < 16 or w < 16:
+        raise RefcolorError(f"working size {h}x{w} must be multiples of 8 and at least 16x16")
+
+
+class RefColorNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, backbone: Backbone | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone, cfg.pretrained)
+        self.correspondence = CorrespondenceSubnet(cfg, self.backbone.low_channels, self.backbone.high_channels)
+        self.colorization = ColorizationSubnet(cfg, self.correspondence.num_heads)
+        self.linkage = LinkageMemory(cfg.token_dim, cfg.memory_grid) if cfg.use_linkage else None
+
+    # -- named steps -----------------------------------------------------------------
+    def _features(self, l: Tensor, memory: Memory, n: int) -> tuple[list[Tensor], Tensor | None, tuple, tuple]:
+        """l: B*n,1,H,W -> (heads: per head B*n,K,P; ho: B,T,D; token grid; non-local grid size)."""
+        r_low, r_high = self.backbone(gray_rgb_from_l(l))
+        grid = self.correspondence.token_grid(n, *r_high.shape[-2:])
+        high, tokens = self.correspondence.embed_high(r_high, grid)
+        hi = self.linkage.read(tokens, memory) if (self.linkage is not None and tokens is not None) else tokens
+        high_aug, ho = self.correspondence.augment(high, hi, grid)
+        feat = self.correspondence.fuse(high_aug, r_low)
+        heads = self.correspondence.heads(feat, high_aug)
+        grid_size = r_low.shape[-2:] if self.cfg.nonlocal_stride == 4 else r_high.shape[-2:]
+        return heads, ho, grid, tuple(grid_size)
+
+    def encode_reference(self, lab_ref: Tensor) -> RefState:
+        """lab_ref: B,3,H,W normalised lab (l in [-1, 1], ab / 110) -> RefState.
+
+        The reference goes through the same backbone, CNN-Transformer blocks and fusion as the
+        frames (shared weights, "treated as the grayscale frames"), as a block of its own with
+        an empty memory, so it is encoded once per video rather than once per block.
+        """
+        check_size(*lab_ref.shape[-2:])
+        heads, _, _, (gh, gw) = self._features(lab_ref[:, :1], None, 1)
+        ab = F.adaptive_avg_pool2d(lab_ref[:, 1:], (gh, gw)).flatten(2)
+        return RefState(keys=heads, ab=ab, lab=lab_ref)
+
+    def init_memory(self) -> Memory:
+        """The empty linkage memory (t = 0 in Eq. 6-7)."""
+        return None
+
+    def run_block(self, l_block: Tensor, ref: RefState, memory: Memory) -> BlockOutput:
+        """l_block: B,N,1,H,W normalised l -> BlockOutput with ab B,N,2,H,W and the new memory."""
+        b, n, _, h, w = l_block.shape
+        check_size(h, w)
+        l = l_block.reshape(b * n, 1, h, w)
+        heads, ho, grid, (gh, gw) = self._features(l, memory, n)
+        warped, similarity, guidance = [], [], []
+        for q, k in zip(heads, ref.keys):
+            wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, ref.ab, self.cfg.tau)
+            wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
+            warped.append(wk)
+            similarity.append(sk)
+            up = F.interpolate(torch.cat([wk, sk], 2).flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False)
+            guidance.append(up)
+        lab_ref = ref.lab if ref.lab.shape[-2:] == (h, w) else F.interpolate(ref.lab, size=(h, w), mode="bilinear", align_corners=False)
+        lab_ref = lab_ref[:, None].expand(b, n, 3, h, w).reshape(b * n, 3, h, w)
+        x = torch.cat([*guidance, l, lab_ref], dim=1)  # Eq. 5: W1 S1 W2 S2 l y_lab
+        ab = self.colorization(x, ho, grid).view(b, n, 2, h, w)
+        if self.linkage is not None and ho is not None:
+            memory = self.linkage.write(memory, ho, grid)
+        return BlockOutput(ab=ab, warped=warped, similarity=similarity, memory=memory)
+
+    def step(self, l_block: Tensor, ref: RefState, memory: Memory) -> tuple[Tensor, Memory]:
+        """One block of N frames: (ab B,N,2,H,W, new memory)."""
+        out = self.run_block(l_block, ref, memory)
+        return out.ab, out.memory
+
+    def forward(self, l_clip: Tensor, lab_ref: Tensor, block_size: int | None = None) -> list[BlockOutput]:
+        """Training: a clip B,T,1,H,W in blocks of N frames, the memory carried across blocks."""
+        n = block_size or self.cfg.train_block_size
+        ref = self.encode_reference(lab_ref)
+        memory = self.init_memory()
+        outputs = []
+        for start in range(0, l_clip.shape[1], n):
+            out = self.run_block(l_clip[:, start : start + n], ref, memory)
+            memory = out.memory
+            outputs.append(out)
+        return outputs
+
+
+def build_model(cfg: ModelConfig) -> RefColorNet:
+    """Builder: the backbone is built by ``build_backbone`` and injected."""
+    return RefColorNet(cfg, build_backbone(cfg.backbone, cfg.pretrained))

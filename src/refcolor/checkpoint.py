@@ -69,6 +69,8 @@ def load_model(spec: str | Path = "warp", device: str | torch.device = "cpu") ->
                 raise RefcolorError(f"no trained weights are shipped for preset {spec_str!r} yet; use --model warp or a checkpoint path")
         else:
             path = Path(spec_str)
+            if not path.exists() and path.suffix in (".safetensors", ".pt", ".pth", ".ckpt"):
+                raise RefcolorError(f"checkpoint not found: {path}")
             if not path.exists():
                 raise RefcolorError(f"unknown model {spec_str!r}: not warp, {', '.join(PRESETS)}, or an existing checkpoint file")
         cfg, tensors, _ = read_checkpoint(path)

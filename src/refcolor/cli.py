@@ -6,6 +6,7 @@ import sys
 import traceback
 
 from .errors import RefcolorError
+from .eval import command as eval_command
 
 
 def _add_colorize(sub) -> None:
@@ -56,7 +57,8 @@ def _run_demo(args) -> None:
     print(f"side-by-side image: {figure}")
 
 
-COMMANDS = {"colorize": (_add_colorize, _run_colorize), "demo": (_add_demo, _run_demo)}
+COMMANDS = {"colorize": (_add_colorize, _run_colorize), "demo": (_add_demo, _run_demo),
+            "evaluate": (eval_command.add_parser, eval_command.run)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
+    for child in sub.choices.values():  # --debug is accepted after the command too
+        child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
     return parser
 
 

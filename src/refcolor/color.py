@@ -39,7 +39,8 @@ def gray_rgb_from_l(l_n: Tensor) -> Tensor:
 
 def uint8_to_tensor(rgb: np.ndarray) -> Tensor:
     """H,W,3 uint8 (or N,H,W,3) -> B,3,H,W float in [0, 1]."""
-    arr = torch.from_numpy(np.ascontiguousarray(rgb))
+    rgb = np.ascontiguousarray(rgb)
+    arr = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy())
     if arr.ndim == 3:
         arr = arr[None]
     return arr.permute(0, 3, 1, 2).float().div_(255.0)

@@ -40,6 +40,7 @@ class ModelConfig:
     heads: int = 4
     color_channels: tuple[int, int, int] = (64, 128, 256)
     color_ct_blocks: int = 2
+    color_scale: int = 1  # the colorization subnet runs at H/color_scale; its ab is up-sampled back
     # Blocks of frames
     block_size: int = 3  # N at inference
     train_block_size: int = 2  # N in training
@@ -51,6 +52,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise RefcolorError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.color_scale not in (1, 2, 4):
+            raise RefcolorError("color_scale must be 1, 2 or 4")
         if self.nonlocal_stride not in (4, 8):
             raise RefcolorError("nonlocal_stride must be 4 or 8")
         for h in (self.corr_heads, self.heads):
@@ -92,7 +95,8 @@ class ModelConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # Same architecture, smaller: offline EfficientNet-Lite0 backbone, narrower layers and
-    # the correlation on the h8 grid (4x fewer positions on both sides -> 16x cheaper).
+    # the fusion and correlation on the h8 grid (4x fewer positions on both sides -> 16x
+    # cheaper correlation) and the colorization subnet at half resolution (chroma is smooth).
     "lite": dict(
         preset="lite",
         backbone="efficientnet_lite0",
@@ -104,6 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         memory_grid=(6, 12),
         color_channels=(24, 48, 96),
         color_ct_blocks=1,
+        color_scale=2,
     ),
 }
 

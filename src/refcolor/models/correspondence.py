@@ -104,15 +104,16 @@ class CorrespondenceSubnet(nn.Module):
         return high, tokens
 
     def fuse(self, high_aug: Tensor, r_low: Tensor) -> Tensor:
-        """R'_high (h8) + R_low (h4) -> R': B*n,C,h4,w4."""
+        """R'_high (h8) + R_low (h4) -> R' on the non-local grid: B*n,C,h4,w4 (or h8,w8 when
+        ``nonlocal_stride`` is 8, where the residual blocks then cost 4x less)."""
+        if self.cfg.nonlocal_stride == 8:
+            low = F.adaptive_avg_pool2d(r_low, high_aug.shape[-2:])
+            return self.res_blocks(self.fuse_in(torch.cat([low, high_aug], dim=1)))
         up = F.interpolate(high_aug, size=r_low.shape[-2:], mode="bilinear", align_corners=False)
         return self.res_blocks(self.fuse_in(torch.cat([r_low, up], dim=1)))
 
     def heads(self, feat: Tensor, high_aug: Tensor) -> list[Tensor]:
         """R' and R'_high -> list (1 or 2) of centred, normalised heads B*n,K,P on the non-local grid."""
-        if self.cfg.nonlocal_stride == 8:
-            feat = F.avg_pool2d(feat, 2, ceil_mode=True)
-            feat = feat[..., : high_aug.shape[-2], : high_aug.shape[-1]]
         grid_size = feat.shape[-2:]
         out = [self.head1(feat)]
         if self.cfg.double_head:

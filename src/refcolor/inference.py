@@ -105,7 +105,7 @@ class Colorizer:
         device: str | torch.device = "auto",
         size: tuple[int, int] | None = None,
         block_size: int | None = None,
-        upsample: str = "guided",
+        upsample: str = "bilinear",
     ) -> None:
         from .checkpoint import load_model
 

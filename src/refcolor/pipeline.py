@@ -62,7 +62,7 @@ def colorize(
     crf: int = 18,
     overwrite: bool = False,
     progress: bool = True,
-    upsample: str = "guided",
+    upsample: str = "bilinear",
 ) -> ColorizeResult:
     """Colorize ``input`` with the color ``reference`` photo(s) into ``output``.
 

@@ -14,7 +14,10 @@ def _add_colorize(sub) -> None:
                        description="Colorize INPUT (video, folder of frames, or image) from color reference photo(s).")
     p.add_argument("input", help="video file (mp4, mov, mkv, avi, webm...), folder of frames, or image")
     p.add_argument("--reference", "-r", action="append", required=True, metavar="REF",
-                   help="color reference image; repeat for several references")
+                   help="color reference image; repeat for several. START:PATH uses it from frame START "
+                        "(or a time [HH:]MM:SS[.s]) on, e.g. 0:a.jpg 00:01:12.5:b.jpg")
+    p.add_argument("--shots", default="none", choices=["none", "auto"],
+                   help="auto: detect scene cuts, reset the memory at each, pick the best reference per shot")
     p.add_argument("-o", "--output", required=True,
                    help="output video (.mp4 .mov .mkv .avi .webm) or a folder for PNG frames")
     p.add_argument("--model", default="warp",
@@ -36,7 +39,7 @@ def _run_colorize(args) -> None:
 
     result = colorize(args.input, args.reference, args.output, model=args.model, size=args.size, block_size=args.block,
                       device=args.device, crf=args.crf, overwrite=args.overwrite, progress=not args.quiet,
-                      upsample=args.upsample)
+                      upsample=args.upsample, shots=args.shots)
     print(f"model {result.model}: {result.summary()}")
 
 
@@ -60,7 +63,31 @@ def _run_demo(args) -> None:
     print(f"side-by-side image: {figure}")
 
 
+def _add_shots(sub) -> None:
+    p = sub.add_parser("shots", help="list the scene cuts of a video and write a contact sheet",
+                       description="Detect shots (PySceneDetect, luminance) and write one thumbnail per shot.")
+    p.add_argument("input", help="video file or folder of frames")
+    p.add_argument("--sheet", default=None, help="contact sheet PNG (default: INPUT_shots.png beside the input)")
+    p.add_argument("--threshold", type=float, default=27.0, help="content-detector threshold (default 27)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _run_shots(args) -> None:
+    from pathlib import Path
+
+    from .shots import contact_sheet, detect_shots, format_time
+
+    if not Path(args.input).exists():
+        raise RefcolorError(f"input not found: {args.input}")
+    shots = detect_shots(args.input, threshold=args.threshold, progress=not args.quiet)
+    for s in shots:
+        print(f"shot {s.index:3d}: frames {s.start}-{s.end - 1}  from {format_time(s.start_time)}")
+    sheet = Path(args.sheet) if args.sheet else Path(args.input).with_name(Path(args.input).stem + "_shots.png")
+    print(f"contact sheet: {contact_sheet(shots, sheet)}")
+
+
 COMMANDS = {"colorize": (_add_colorize, _run_colorize), "demo": (_add_demo, _run_demo),
+            "shots": (_add_shots, _run_shots),
             "evaluate": (eval_command.add_parser, eval_command.run)}
 
 

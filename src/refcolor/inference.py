@@ -8,6 +8,7 @@ L, so the output's L is the input's L.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,8 @@ class Colorizer:
         self.size = size
         self._reference_images: list[np.ndarray] = []
         self._ref_state = None
+        self._ref_key: tuple = ()
+        self._ref_cache: dict[tuple, object] = {}
         self.memory = None
 
     @property
@@ -132,7 +135,10 @@ class Colorizer:
         if not refs:
             raise RefcolorError("at least one color reference is needed")
         self._reference_images = [check_color_reference(as_rgb_uint8(r)) for r in refs]
-        self._ref_state = None
+        # Encoded states are cached per set of references, so switching back to the reference
+        # of an earlier shot does not encode it again.
+        self._ref_key = tuple(hashlib.sha1(r.tobytes()).hexdigest() + str(r.shape) for r in self._reference_images)
+        self._ref_state = self._ref_cache.get(self._ref_key)
         self.reset_memory()
 
     def reset_memory(self) -> None:
@@ -148,6 +154,7 @@ class Colorizer:
             rgb = F.interpolate(uint8_to_tensor(ref).to(self.device), size=(h, w), mode="area")
             states.append(self.model.encode_reference(normalize_lab(rgb_to_lab(rgb))))
         self._ref_state = states[0] if len(states) == 1 else RefState.concat(states)
+        self._ref_cache[self._ref_key] = self._ref_state
 
     @torch.inference_mode()
     def step(self, frames: np.ndarray | Tensor | Sequence[np.ndarray]) -> np.ndarray:

@@ -16,7 +16,8 @@ from typing import Sequence
 from tqdm import tqdm
 
 from .errors import RefcolorError
-from .inference import Colorizer, parse_size
+from .inference import Colorizer, check_color_reference, parse_size
+from .shots import ReferenceMatcher, build_schedule, detect_shots, parse_reference_spec
 from .video import open_source, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -63,11 +64,15 @@ def colorize(
     overwrite: bool = False,
     progress: bool = True,
     upsample: str = "bilinear",
+    shots: str | None = None,
 ) -> ColorizeResult:
     """Colorize ``input`` with the color ``reference`` photo(s) into ``output``.
 
     ``output`` with a video suffix (.mp4 .mov .mkv .avi .webm) gets H.264 video with the
     input's frame rate, timestamps and audio; any other path becomes a folder of PNG frames.
+    A reference may be ``START:PATH`` (START a frame index or ``[HH:]MM:SS[.s]``): it is used
+    from there on. ``shots="auto"`` detects scene cuts, resets the linkage memory at each and,
+    given several references without starts, picks the best-matching one per shot.
     """
     from .video_write import open_writer
 
@@ -76,19 +81,27 @@ def colorize(
     refs = [reference] if isinstance(reference, (str, Path)) else list(reference)
     if not refs:
         raise RefcolorError("at least one --reference is needed")
+    specs = [parse_reference_spec(str(r)) for r in refs]
     ref_images = []
-    for ref in refs:
+    for _, ref in specs:
         if not Path(ref).is_file():
             raise RefcolorError(f"reference not found: {ref}")
-        ref_images.append(read_image(ref))
+        ref_images.append(check_color_reference(read_image(ref)))
+    if shots not in (None, "none", "auto"):
+        raise RefcolorError(f"unknown --shots {shots!r}; use auto or none")
     work = parse_size(size) if isinstance(size, str) else size
     colorizer = Colorizer(model, device=device, size=work, block_size=block_size, upsample=upsample)
-    colorizer.set_reference(ref_images)
 
     start = time.perf_counter()
     count = 0
     with open_source(input_path) as source:
         info = source.info
+        shot_list = detect_shots(input_path, progress=progress) if shots == "auto" else None
+        timed = any(start is not None for start, _ in specs)
+        matcher = ReferenceMatcher(ref_images, colorizer.device) if shot_list and len(ref_images) > 1 and not timed else None
+        schedule = build_schedule([start for start, _ in specs], info.fps, shot_list, matcher.best if matcher else None)
+        boundaries = schedule.boundaries()
+        colorizer.set_reference([ref_images[i] for i in schedule.at(0)])
         is_video_out = output.suffix.lower() in VIDEO_SUFFIXES
         # A frame folder that already exists is replaced only after the new one is complete.
         target = output if is_video_out or not output.exists() else output.with_name(f".{output.name}.new")
@@ -100,6 +113,10 @@ def colorize(
         try:
             block: list = []
             for frame in source:
+                if frame.index in boundaries:  # a new shot or reference: never straddle it
+                    if block:
+                        count += _flush(colorizer, block, writer, bar)
+                    colorizer.set_reference([ref_images[i] for i in schedule.at(frame.index)])
                 block.append(frame)
                 if len(block) == colorizer.block_size:
                     count += _flush(colorizer, block, writer, bar)

@@ -35,7 +35,8 @@ from .sources import Sequence, to_canonical
 
 @dataclass
 class ClipSpec:
-    size: tuple[int, int] = (216, 384)
+    size: tuple[int, int] = (216, 384)  # frames are scaled to cover this (the evaluation scale); reference size
+    crop: tuple[int, int] | None = None  # clip frames are random crops of this size (None: ``size``)
     clip_len: int = 4
     zoom: float = 1.25  # maximal extra zoom of the random crop
     ref_first_prob: float = 0.4
@@ -148,8 +149,9 @@ def _rotate(rng, img, max_deg=5.0):
 
 
 class ClipDataset(Dataset):
-    """Samples: dict of ``rgb`` T,3,H,W float [0,1]; ``ref`` 3,H,W; ``flow`` T-1,2,H,W (frame t -> t-1,
-    on frame t's grid); ``mask`` T-1,1,H,W (1 = valid); ``aux`` K frame indices; ``key``."""
+    """Samples: dict of ``rgb`` T,3,h,w float [0,1] (h,w = ``crop``); ``ref`` 3,H,W (H,W = ``size``);
+    ``flow`` T-1,2,h,w (frame t -> t-1, on frame t's grid); ``mask`` T-1,1,h,w (1 = valid); ``aux``
+    K frame indices; ``key``."""
 
     def __init__(self, sequences: list[Sequence], spec: ClipSpec, seed: int = 0, flow: str = "auto",
                  flow_cache: str | Path | None = None, frame_cache: str | Path | None = None) -> None:
@@ -195,7 +197,7 @@ class ClipDataset(Dataset):
 
     # -- one sample ----------------------------------------------------------------------
     def _make(self, seq_idx: int, rng) -> dict:
-        spec, size, t_len = self.spec, self.spec.size, self.spec.clip_len
+        spec, size, t_len = self.spec, self.spec.crop or self.spec.size, self.spec.clip_len
         seq = self.sequences[seq_idx]
         if seq.kind == "still":
             frames, flows, masks, first = self._still_clip(seq, rng)
@@ -215,6 +217,7 @@ class ClipDataset(Dataset):
 
     def _video_clip(self, seq: Sequence, rng):
         size, t_len = self.spec.size, self.spec.clip_len
+        crop = self.spec.crop or size
         n = seq.num_frames
         if n >= t_len:
             start = int(rng.integers(0, n - t_len + 1))
@@ -224,8 +227,8 @@ class ClipDataset(Dataset):
             idx = [_reflect(start + k, n) for k in range(t_len)]
         canon = seq.read(idx, size, self.frame_cache)
         chw = canon[idx[0]].shape[:2]
-        scaled, offset, flip = _crop_params(rng, chw, size, self.spec.zoom)
-        frames = [_apply_image(canon[i], scaled, offset, flip, size) for i in idx]
+        scaled, offset, flip = _crop_params(rng, chw, crop, self.spec.zoom)
+        frames = [_apply_image(canon[i], scaled, offset, flip, crop) for i in idx]
         flows, masks = [], []
         for t in range(1, t_len):
             a, b = idx[t], idx[t - 1]
@@ -235,7 +238,7 @@ class ClipDataset(Dataset):
                 f = self._flow(seq, canon[a], canon[b], (a, b))
                 back = self._flow(seq, canon[b], canon[a], (b, a))
                 m = occlusion_mask(f, back)
-            f, m = _apply_flow(f, m, chw, scaled, offset, flip, size)
+            f, m = _apply_flow(f, m, chw, scaled, offset, flip, crop)
             flows.append(f)
             masks.append(m)
         return frames, flows, masks, canon[idx[0]]
@@ -246,10 +249,14 @@ class ClipDataset(Dataset):
         return self.flow_cache.flow(self.estimator, a, b, source=seq.path, pair=pair)
 
     def _still_clip(self, seq: Sequence, rng):
-        size, t_len = self.spec.size, self.spec.clip_len
-        img = seq.read([0], size)[0]
-        img = to_canonical(img, (int(size[0] * 1.6), int(size[1] * 1.6)))  # room for the camera to move
-        mats = _still_path(rng, img.shape[:2], size, t_len)
+        full, t_len = self.spec.size, self.spec.clip_len
+        size = self.spec.crop or full
+        img = seq.read([0], full)[0]
+        img = to_canonical(img, (int(full[0] * 1.6), int(full[1] * 1.6)))  # room for the camera to move
+        mats = _still_path(rng, img.shape[:2], full, t_len)
+        if size != full:  # a crop of the full view: shift the output origin
+            y0, x0 = int(rng.integers(0, full[0] - size[0] + 1)), int(rng.integers(0, full[1] - size[1] + 1))
+            mats = [m @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]]) for m in mats]
         frames = [_render_still(img, m, size) for m in mats]
         if rng.random() < 0.5:
             frames, mats = [np.ascontiguousarray(f[:, ::-1]) for f in frames], [m @ np.array([[-1, 0, size[1] - 1], [0, 1, 0], [0, 0, 1]]) for m in mats]

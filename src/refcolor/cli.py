@@ -31,6 +31,10 @@ def _add_colorize(sub) -> None:
                    help="how chroma returns to full resolution (default bilinear; guided = kornia guided filter "
                         "steered by full-res L, measured worse on DAVIS: see docs/PERFORMANCE.md)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last finished segment (work folder beside OUTPUT)")
+    p.add_argument("--segment", type=int, default=480, metavar="FRAMES",
+                   help="frames per resumable segment of a video output (default 480)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -39,7 +43,8 @@ def _run_colorize(args) -> None:
 
     result = colorize(args.input, args.reference, args.output, model=args.model, size=args.size, block_size=args.block,
                       device=args.device, crf=args.crf, overwrite=args.overwrite, progress=not args.quiet,
-                      upsample=args.upsample, shots=args.shots)
+                      upsample=args.upsample, shots=args.shots, resume=args.resume,
+                      segment_frames=args.segment)
     print(f"model {result.model}: {result.summary()}")
 
 

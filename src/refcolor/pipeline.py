@@ -6,6 +6,7 @@ the target and renamed only when complete, so an interrupted run leaves no trunc
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from .errors import RefcolorError
+from .resume import SegmentWriter, WorkFolder, join_segments, run_signature
 from .inference import Colorizer, check_color_reference, parse_size
 from .shots import ReferenceMatcher, build_schedule, detect_shots, parse_reference_spec
 from .video import open_source, read_image
@@ -65,6 +67,8 @@ def colorize(
     progress: bool = True,
     upsample: str = "bilinear",
     shots: str | None = None,
+    resume: bool = False,
+    segment_frames: int = 480,
 ) -> ColorizeResult:
     """Colorize ``input`` with the color ``reference`` photo(s) into ``output``.
 
@@ -73,11 +77,15 @@ def colorize(
     A reference may be ``START:PATH`` (START a frame index or ``[HH:]MM:SS[.s]``): it is used
     from there on. ``shots="auto"`` detects scene cuts, resets the linkage memory at each and,
     given several references without starts, picks the best-matching one per shot.
+    Video outputs are encoded in segments of ``segment_frames`` frames kept in a work folder
+    beside the output until the end, so ``resume=True`` continues an interrupted run.
     """
     from .video_write import open_writer
 
     input_path, output = Path(input), Path(output)
-    _check_paths(input_path, output, overwrite)
+    _check_paths(input_path, output, overwrite or resume)
+    if segment_frames < 1:
+        raise RefcolorError("--segment must be at least 1 frame")
     refs = [reference] if isinstance(reference, (str, Path)) else list(reference)
     if not refs:
         raise RefcolorError("at least one --reference is needed")
@@ -103,16 +111,40 @@ def colorize(
         boundaries = schedule.boundaries()
         colorizer.set_reference([ref_images[i] for i in schedule.at(0)])
         is_video_out = output.suffix.lower() in VIDEO_SUFFIXES
-        # A frame folder that already exists is replaced only after the new one is complete.
-        target = output if is_video_out or not output.exists() else output.with_name(f".{output.name}.new")
-        if target != output and target.exists():
-            shutil.rmtree(target)
-        writer = open_writer(target, fps=info.fps, width=info.width, height=info.height, crf=crf,
-                             time_base=info.time_base, audio_from=input_path if info.has_audio else None)
-        bar = tqdm(total=info.num_frames, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
+        kwargs = dict(fps=info.fps, width=info.width, height=info.height, crf=crf, time_base=info.time_base)
+        skip, work = 0, None
+        if is_video_out:
+            settings = dict(model=str(model), size=colorizer.size, block=colorizer.block_size, crf=crf, shots=shots,
+                            refs=[(s, hashlib.sha1(Path(p).read_bytes()).hexdigest()) for s, p in specs],
+                            upsample=upsample, segment=segment_frames)
+            work = WorkFolder(output, run_signature(input_path, settings))
+            memory = None
+            if resume and work.exists():
+                memory = work.load()
+                skip = work.next_frame
+            elif work.exists() and not overwrite:
+                raise RefcolorError(f"an interrupted run left {work.path}: add --resume to continue it, or --overwrite to start over")
+            else:
+                work.start()
+            writer = SegmentWriter(work, output.suffix.lower(), **kwargs)
+            colorizer.set_reference([ref_images[i] for i in schedule.at(skip)])
+            colorizer.memory = None if memory is None else memory.to(colorizer.device)
+        else:
+            # A frame folder that already exists is replaced only after the new one is complete.
+            target = output if not output.exists() else output.with_name(f".{output.name}.new")
+            if target != output and target.exists():
+                shutil.rmtree(target)
+            writer = open_writer(target, **kwargs)
+        bar = tqdm(total=info.num_frames, initial=skip, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
         try:
             block: list = []
             for frame in source:
+                if frame.index < skip:  # done before the interruption
+                    continue
+                if work is not None and frame.index > skip and frame.index % segment_frames == 0:
+                    if block:
+                        count += _flush(colorizer, block, writer, bar)
+                    writer.end_segment(colorizer.memory)
                 if frame.index in boundaries:  # a new shot or reference: never straddle it
                     if block:
                         count += _flush(colorizer, block, writer, bar)
@@ -122,20 +154,26 @@ def colorize(
                     count += _flush(colorizer, block, writer, bar)
             if block:
                 count += _flush(colorizer, block, writer, bar)
-            if count == 0:
+            if count + skip == 0:
                 raise RefcolorError(f"no frames could be decoded from {input_path}")
+            if work is not None:
+                writer.end_segment(colorizer.memory)
         except BaseException:
             writer.abort()
             raise
         finally:
             bar.close()
-        writer.close()
-    if target != output:
-        if output.is_dir():
-            shutil.rmtree(output)
+        if work is not None:
+            join_segments(work, output, input_path if info.has_audio else None)
+            work.remove()
         else:
-            output.unlink()
-        os.replace(target, output)
+            writer.close()
+            if target != output:
+                if output.is_dir():
+                    shutil.rmtree(output)
+                else:
+                    output.unlink()
+                os.replace(target, output)
     return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size))
 
 

@@ -1,0 +1,173 @@
+"""Resumable colorization: segments, a work folder beside the output, and the final join.
+
+A video output is encoded in segments of ``segment_frames`` frames. After each segment the
+work folder (``.NAME.refcolor-work/`` beside the output) records it in ``state.json`` together
+with the linkage memory at that point (``memory.safetensors``), both written atomically. After
+an interruption (Ctrl-C, kill, power loss) ``--resume`` continues at the first missing
+segment with the same memory, so the result is frame for frame the one of an uninterrupted
+run (which goes through the same segments). At the end the segments' packets are joined
+without re-encoding, the input's audio is added, and the work folder is removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import RefcolorError
+
+STATE_VERSION = 1
+
+
+def run_signature(input_path: Path, settings: dict) -> str:
+    """What must not change between a run and its resumption: the input file and the settings."""
+    st = input_path.stat()
+    data = {"input": str(input_path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns, **settings}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class WorkFolder:
+    def __init__(self, output: Path, signature: str) -> None:
+        self.path = output.parent / f".{output.name}.refcolor-work"
+        self.signature = signature
+        self.segments: list[dict] = []
+
+    @property
+    def next_frame(self) -> int:
+        return sum(s["frames"] for s in self.segments)
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def start(self) -> None:
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir()
+        self.segments = []
+        self._write_state()
+
+    def load(self) -> torch.Tensor | None:
+        """Reads the state of an interrupted run; returns its linkage memory."""
+        try:
+            state = json.loads((self.path / "state.json").read_text())
+        except (OSError, ValueError):
+            raise RefcolorError(f"cannot resume: {self.path} has no readable state; rerun without --resume") from None
+        if state.get("version") != STATE_VERSION or state.get("signature") != self.signature:
+            raise RefcolorError(f"cannot resume: {self.path} belongs to another input or other settings; rerun without --resume")
+        self.segments = [s for s in state["segments"] if (self.path / s["file"]).is_file()]
+        memory_file = self.path / "memory.safetensors"
+        if state.get("memory") and self.segments:
+            return load_file(str(memory_file))["memory"]
+        return None
+
+    def segment_path(self, suffix: str) -> Path:
+        return self.path / f"segment_{len(self.segments):05d}{suffix}"
+
+    def commit(self, segment: Path, start: int, frames: int, first_pts: int | None, time_base, memory) -> None:
+        """Records a finished segment and the memory after it (atomic: state written last)."""
+        if memory is not None:
+            tmp = self.path / ".memory.partial"
+            save_file({"memory": memory.detach().cpu().contiguous()}, str(tmp))
+            os.replace(tmp, self.path / "memory.safetensors")
+        tb = Fraction(time_base) if time_base is not None else None
+        self.segments.append({"file": segment.name, "start": start, "frames": frames, "first_pts": first_pts,
+                              "time_base": str(tb) if tb is not None else None})
+        self._write_state(memory is not None)
+
+    def _write_state(self, has_memory: bool = False) -> None:
+        tmp = self.path / ".state.partial"
+        tmp.write_text(json.dumps({"version": STATE_VERSION, "signature": self.signature,
+                                   "segments": self.segments, "memory": has_memory}, indent=1))
+        os.replace(tmp, self.path / "state.json")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> None:
+    """Joins the segments' video packets (no re-encoding), adds audio, renames onto ``output``."""
+    import av
+
+    from .video_write import FORMATS, _mux_with_audio, _temp_name
+
+    fmt = FORMATS[output.suffix.lower()]
+    video_tmp = _temp_name(output.parent, output.stem, output.suffix.lower())
+    final_tmp = None
+    try:
+        origin = None
+        end = 0.0
+        with av.open(str(video_tmp), "w", format=fmt) as out:
+            stream = None
+            for seg in work.segments:
+                with av.open(str(work.path / seg["file"])) as src:
+                    vin = src.streams.video[0]
+                    if stream is None:
+                        stream = out.add_stream_from_template(vin)
+                    first = Fraction(seg["first_pts"]) * Fraction(seg["time_base"]) if seg["first_pts"] is not None else None
+                    if origin is None:
+                        origin = first or Fraction(0)
+                    # The writer started each segment at 0; put it back at its source time.
+                    shift = (first - origin) if first is not None else Fraction(end)
+                    for packet in src.demux(vin):
+                        if packet.dts is None and packet.pts is None:
+                            continue
+                        tb = packet.time_base
+                        offset = int(round(shift / tb))
+                        if packet.pts is not None:
+                            packet.pts += offset
+                            end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
+                        if packet.dts is not None:
+                            packet.dts += offset
+                        packet.stream = stream
+                        out.mux(packet)
+        result = video_tmp
+        if audio_from is not None:
+            final_tmp = _temp_name(output.parent, output.stem, output.suffix.lower())
+            _mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
+            result = final_tmp
+        os.replace(result, output)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise RefcolorError(f"joining the segments of {output} failed: {str(exc).splitlines()[0]}") from exc
+    finally:
+        for p in (video_tmp, final_tmp):
+            if p is not None and p.exists():
+                p.unlink()
+
+
+class SegmentWriter:
+    """Writer interface (``write``/``abort``) over segment files in a ``WorkFolder``."""
+
+    def __init__(self, work: WorkFolder, suffix: str, **writer_kwargs) -> None:
+        self.work = work
+        self.suffix = suffix
+        self.kwargs = {k: v for k, v in writer_kwargs.items() if k != "audio_from"}
+        self.current = None
+
+    def write(self, rgb, pts: int | None = None) -> None:
+        from .video_write import VideoWriter
+
+        if self.current is None:
+            self.path = self.work.segment_path(self.suffix)
+            self.current = VideoWriter(self.path, **self.kwargs)
+            self.first_pts, self.frames = pts, 0
+        self.current.write(rgb, pts=pts)
+        self.frames += 1
+
+    def end_segment(self, memory) -> None:
+        if self.current is None:
+            return
+        self.current.close()
+        self.work.commit(self.path, self.work.next_frame, self.frames, self.first_pts, self.kwargs.get("time_base"), memory)
+        self.current = None
+
+    def abort(self) -> None:
+        """Drops the unfinished segment only: finished ones stay for ``--resume``."""
+        if self.current is not None:
+            self.current.abort()
+            self.current = None

@@ -1,0 +1,96 @@
+"""Resume: a run killed mid-way and resumed gives the very frames of an uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from refcolor.checkpoint import save_model
+from refcolor.cli import main
+from refcolor.config import get_config
+from refcolor.models.network import build_model
+from refcolor.video import open_source
+
+FRAMES, SEGMENT = 36, 6
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A gray 36-frame clip of bikes.mp4, a color reference, and a lite checkpoint whose linkage
+    memory matters (random weights: what counts here is that state is carried exactly)."""
+    from refcolor.demo import bikes_path
+    from refcolor.video_write import VideoWriter
+
+    root = tmp_path_factory.mktemp("resume")
+    with open_source(bikes_path()) as source:
+        frames = [f.rgb for f in source if 80 <= f.index < 80 + FRAMES]
+    clip = root / "gray.mp4"
+    with VideoWriter(clip, fps=25, width=640, height=272) as w:
+        for rgb in frames:
+            w.write(np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1))
+    ref = root / "ref.png"
+    Image.fromarray(frames[0]).save(ref)
+    torch.manual_seed(0)
+    ckpt = save_model(build_model(get_config("lite", pretrained=False)), root / "lite-random.safetensors")
+    return clip, ref, ckpt
+
+
+def args(job, out: Path) -> list[str]:
+    clip, ref, ckpt = job
+    return ["colorize", str(clip), "-r", str(ref), "-o", str(out), "--model", str(ckpt), "--size", "64x152",
+            "--segment", str(SEGMENT), "--block", "3", "--device", "cpu", "-q"]
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with open_source(path) as source:
+        return [f.rgb for f in source]
+
+
+def test_killed_run_resumes_to_identical_frames(job, tmp_path):
+    straight = tmp_path / "straight.mp4"
+    assert main(args(job, straight)) == 0
+    out = tmp_path / "resumed.mp4"
+    work = tmp_path / ".resumed.mp4.refcolor-work"
+    proc = subprocess.Popen([sys.executable, "-m", "refcolor.cli", *args(job, out)], env=os.environ.copy())
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if len(json.loads((work / "state.json").read_text())["segments"]) >= 2:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)  # as hard as a power loss
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists() and work.is_dir()
+    done = len(json.loads((work / "state.json").read_text())["segments"])
+    assert 2 <= done < FRAMES // SEGMENT
+    assert main(args(job, out)) == 2  # refuses to start over silently
+    assert main([*args(job, out), "--resume"]) == 0
+    assert not work.exists()
+    a, b = decoded(straight), decoded(out)
+    assert len(a) == len(b) == FRAMES
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_resume_refuses_a_different_job(job, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    work = tmp_path / ".o.mp4.refcolor-work"
+    work.mkdir()
+    (work / "state.json").write_text(json.dumps({"version": 1, "signature": "other", "segments": []}))
+    assert main([*args(job, out), "--resume"]) == 2
+    assert "another input or other settings" in capsys.readouterr().err

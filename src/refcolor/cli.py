@@ -12,7 +12,9 @@ from .eval import command as eval_command
 def _add_colorize(sub) -> None:
     p = sub.add_parser("colorize", help="colorize a gray video, frame folder or image from color reference(s)",
                        description="Colorize INPUT (video, folder of frames, or image) from color reference photo(s).")
-    p.add_argument("input", help="video file (mp4, mov, mkv, avi, webm...), folder of frames, or image")
+    p.add_argument("input", help="video file (mp4, mov, mkv, avi, webm...), folder of frames, image, or a batch: "
+                                 "a folder of videos or a .txt list of them (then OUTPUT is a folder; under "
+                                 "torchrun each rank takes its share)")
     p.add_argument("--reference", "-r", action="append", required=True, metavar="REF",
                    help="color reference image; repeat for several. START:PATH uses it from frame START "
                         "(or a time [HH:]MM:SS[.s]) on, e.g. 0:a.jpg 00:01:12.5:b.jpg")
@@ -39,13 +41,32 @@ def _add_colorize(sub) -> None:
 
 
 def _run_colorize(args) -> None:
+    from pathlib import Path
+
     from .pipeline import colorize
+
+    source = Path(args.input)
+    if source.is_dir() and any(p.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi", ".webm") for p in source.iterdir()) \
+            or source.suffix.lower() in (".txt", ".list"):
+        return _run_batch(args)
 
     result = colorize(args.input, args.reference, args.output, model=args.model, size=args.size, block_size=args.block,
                       device=args.device, crf=args.crf, overwrite=args.overwrite, progress=not args.quiet,
                       upsample=args.upsample, shots=args.shots, resume=args.resume,
                       segment_frames=args.segment)
     print(f"model {result.model}: {result.summary()}")
+
+
+def _run_batch(args) -> None:
+    from .batch import colorize_batch
+
+    report = colorize_batch(args.input, args.reference, args.output, model=args.model, size=args.size,
+                            block_size=args.block, device=args.device, crf=args.crf, overwrite=args.overwrite,
+                            progress=not args.quiet, upsample=args.upsample, shots=args.shots,
+                            segment_frames=args.segment)
+    print(f"batch: {len(report['done'])} colorized, {len(report['skipped'])} already done, {len(report['failed'])} failed -> {args.output}")
+    if report["failed"]:
+        raise RefcolorError(f"{len(report['failed'])} video(s) failed: {', '.join(p.name for p in report['failed'])}")
 
 
 def _add_demo(sub) -> None:

@@ -274,7 +274,14 @@ class ClipDataset(Dataset):
         u = rng.random()
         if u < spec.ref_other_prob and len(self.sequences) > 1:
             j = int(rng.integers(len(self.sequences) - 1))
-            src = self._any_frame(self.sequences[j if j < seq_idx else j + 1], rng)
+            other = self.sequences[j if j < seq_idx else j + 1]
+            try:
+                src = first if other.bad else self._any_frame(other, rng)
+            except RefcolorError as err:  # the other sequence is the broken one, not this clip's
+                other.bad = True
+                self.failures[other.name] = str(err)
+                warnings.warn(f"skipping training sequence {other.name}: {err}", stacklevel=2)
+                src = first
         elif u < spec.ref_other_prob + spec.ref_first_prob:
             src = first
         else:

@@ -268,6 +268,8 @@ class Trainer:
         weights = {"l1": cfg.w_l1, "warp": cfg.w_warp, "temporal": cfg.w_temporal, "smooth": cfg.w_smooth,
                    "chroma": cfg.w_chroma, "perc": cfg.w_perc, "adv": cfg.w_adv}
         total = sum(weights[k] * v for k, v in terms.items())
+        if outs[-1].memory is not None:  # the last memory feeds no loss; a zero term keeps the graph
+            total = total + 0.0 * outs[-1].memory.float().sum()  # identical for DDP and one process
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         if cfg.grad_clip > 0:

@@ -188,3 +188,21 @@ def test_means_and_cells():
     notes = Footnotes()
     assert fmt(str(na), 2, notes) == "n/a [1]" and notes.reasons == ["weights not found: x"]
     assert fmt(None) == "–" and fmt(1.23456, 3) == "1.235"
+
+
+def test_pick_reference(tmp_path):
+    from refcolor.eval.runner import Sequence, pick_reference
+
+    frames = [np.full((16, 24, 3), i, np.uint8) for i in range(5)]
+    seq = Sequence("clip", tmp_path, "frames")
+    assert pick_reference("first", seq, frames, (16, 24))[0][0, 0, 0] == 0
+    ref, desc = pick_reference("middle", seq, frames, (16, 24))
+    assert ref[0, 0, 0] == 2 and desc == "frame 2"
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[..., 2] = 200
+    cv2.imwrite(str(tmp_path / "clip.png"), image)
+    ref, _ = pick_reference(str(tmp_path / "clip.png"), seq, frames, (16, 24))
+    assert ref.shape == (16, 24, 3) and ref[0, 0, 0] == 200  # resized to the working size, RGB order
+    assert pick_reference(str(tmp_path), seq, frames, (16, 24))[1].endswith("clip.png")  # folder of <seq>.<ext>
+    with pytest.raises(RefcolorError, match="no reference image other"):
+        pick_reference(str(tmp_path), Sequence("other", tmp_path, "frames"), frames, (16, 24))

@@ -8,8 +8,12 @@ import argparse
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import RefcolorError
+
+if TYPE_CHECKING:
+    from .runner import EvalConfig
 
 __all__ = ["add_parser", "run", "config_from_args", "parse_blocks", "command_line"]
 
@@ -61,7 +65,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> "EvalConfig":
     """An ``EvalConfig`` from parsed arguments (validated: one-line ``RefcolorError`` on bad values)."""
     from ..inference import parse_size
     from .runner import EvalConfig
@@ -121,5 +125,6 @@ def run(args: argparse.Namespace) -> None:
     print(f"{'method':<28} {'PSNR':>7} {'SSIM':>7} {'COLOR':>7} {'WE':>7}")
     for name in summary["rows"]:
         cells = [fmt(mean[name].get(m), d) for m, d in (("PSNR", 2), ("SSIM", 4), ("COLOR", 2), ("WE", 3))]
+        cells = ["n/a" if c.startswith("n/a") else c for c in cells]
         print(f"{name:<28} " + " ".join(f"{c[:7]:>7}" for c in cells))
     print(f"report: {out / 'results.md'} ({summary['wall_seconds']:.0f} s)")

@@ -171,6 +171,9 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def __getstate__(self) -> dict:  # loader workers start by spawn: the flow estimator is rebuilt there
+        return {**self.__dict__, "_estimator": None}
+
     @property
     def estimator(self):
         if self._estimator is None:

@@ -136,7 +136,8 @@ class Trainer:
         sampler = EpochSampler(len(self.dataset), cfg.seed, self.rank, self.world, start=start_samples)
         kw = dict(num_workers=cfg.num_workers, worker_init_fn=worker_init)
         if cfg.num_workers > 0:
-            kw.update(persistent_workers=True, prefetch_factor=2)
+            # spawn, not fork: a fork of this process (PyAV / OpenCV / OpenMP threads alive) can deadlock
+            kw.update(persistent_workers=True, prefetch_factor=2, multiprocessing_context="spawn")
         return iter(DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=sampler, **kw))
 
     def _setup_models(self) -> None:
@@ -234,7 +235,8 @@ class Trainer:
         os.replace(tmp, self.run_dir / "config.json")
 
     # -- one step ------------------------------------------------------------------------
-    def _train_step(self, batch: dict) -> dict:
+    def losses(self, batch: dict, model=None, adversarial: bool | None = None) -> tuple[torch.Tensor, dict, dict]:
+        """(weighted total, unweighted terms, tensors for the discriminator step) of one batch."""
         cfg, dev = self.cfg, self.device
         rgb = batch["rgb"].to(dev, non_blocking=True)
         b, t, _, h, w = rgb.shape
@@ -242,7 +244,7 @@ class Trainer:
         lab_ref = normalize_lab(rgb_to_lab(batch["ref"].to(dev)))
         l, ab_gt = lab[:, :, :1], lab[:, :, 1:]
         with self.autocast():
-            outs = self.gen(l, lab_ref, block_size=cfg.block_size)
+            outs = (model or self.gen)(l, lab_ref, block_size=cfg.block_size)
         ab = torch.cat([o.ab for o in outs], 1).float()
         terms = {"l1": L.l1_loss(ab, ab_gt)}
         if cfg.w_warp > 0:
@@ -258,18 +260,36 @@ class Trainer:
         pick = lambda x: torch.stack([x[i, aux[i]] for i in range(b)]).flatten(0, 1)  # noqa: E731  B*K,...
         if self.perc is not None:
             terms["perc"] = self.perc(L.lab_to_rgb_norm(pick(l), pick(ab)), pick(rgb))
-        adversarial = self.disc is not None and self.step >= cfg.adv_start
+        if adversarial is None:
+            adversarial = self.disc is not None and self.step >= cfg.adv_start
+        extra = {}
         if adversarial:
             fake = torch.cat([pick(l), pick(ab)], 1)
             self.disc.requires_grad_(False)
             with self.autocast():
                 terms["adv"] = L.hinge_g_loss(self.disc(fake).float())
             self.disc.requires_grad_(True)
+            extra = {"fake": fake, "real": torch.cat([pick(l), pick(ab_gt)], 1)}
         weights = {"l1": cfg.w_l1, "warp": cfg.w_warp, "temporal": cfg.w_temporal, "smooth": cfg.w_smooth,
                    "chroma": cfg.w_chroma, "perc": cfg.w_perc, "adv": cfg.w_adv}
         total = sum(weights[k] * v for k, v in terms.items())
         if outs[-1].memory is not None:  # the last memory feeds no loss; a zero term keeps the graph
             total = total + 0.0 * outs[-1].memory.float().sum()  # identical for DDP and one process
+        return total, terms, extra
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict) -> dict:
+        """Unweighted loss terms of ``batch`` with the current weights, no update (eval mode)."""
+        self.model.eval()
+        try:
+            _, terms, _ = self.losses(batch, model=self.model, adversarial=False)
+        finally:
+            self._set_train_mode()
+        return {k: float(v) for k, v in terms.items()}
+
+    def _train_step(self, batch: dict) -> dict:
+        cfg = self.cfg
+        total, terms, extra = self.losses(batch)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         if cfg.grad_clip > 0:
@@ -277,10 +297,10 @@ class Trainer:
         self.opt_g.step()
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["total"] = float(total.detach())
-        if adversarial:
-            real = torch.cat([pick(l), pick(ab_gt)], 1)
+        if extra:
+            real = extra["real"]
             with self.autocast():  # one forward over real and fake (DDP: one reduction per step)
-                logits = self.disc_ddp(torch.cat([real, fake.detach()])).float()
+                logits = self.disc_ddp(torch.cat([real, extra["fake"].detach()])).float()
             d_loss = L.hinge_d_loss(logits[: len(real)], logits[len(real) :])
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()

@@ -43,7 +43,9 @@ def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float, chunk: 
             q = query[:, i, :, start : start + chunk]  # B,K,p
             corr = torch.einsum("bkp,bkr->bpr", q, key)  # Eq. 1 (cosine of centred features)
             s_rows.append(corr.amax(dim=-1))  # Eq. 3
-            attn = torch.softmax(corr / tau, dim=-1)  # Eq. 2
+            # Eq. 2; at inference the scaling reuses the correlation's memory (no second B*p*Pr tensor).
+            logits = corr / tau if corr.requires_grad else corr.mul_(1.0 / tau)
+            attn = torch.softmax(logits, dim=-1)
             w_rows.append(torch.einsum("bpr,bcr->bcp", attn, value))
         warped.append(torch.cat(w_rows, dim=-1))
         similarity.append(torch.cat(s_rows, dim=-1)[:, None])

@@ -7,6 +7,7 @@ import traceback
 
 from .errors import RefcolorError
 from .eval import command as eval_command
+from .train import command as train_command
 
 
 def _add_colorize(sub) -> None:
@@ -114,7 +115,8 @@ def _run_shots(args) -> None:
 
 COMMANDS = {"colorize": (_add_colorize, _run_colorize), "demo": (_add_demo, _run_demo),
             "shots": (_add_shots, _run_shots),
-            "evaluate": (eval_command.add_parser, eval_command.run)}
+            "evaluate": (eval_command.add_parser, eval_command.run),
+            "train": (train_command.add_parser, train_command.run)}
 
 
 def build_parser() -> argparse.ArgumentParser:

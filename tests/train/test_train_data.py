@@ -162,3 +162,13 @@ def test_sampler_has_distributed_semantics_and_resumes():
     assert ranks[0][:4] == padded[0::2] and ranks[1][:4] == padded[1::2]
     resumed = [k for k, _ in zip(EpochSampler(n, seed=1, start=5), range(6))]
     assert resumed == full[5:11]
+
+
+def test_held_out_sequences_are_excluded_and_returned(tmp_path):
+    root = tmp_path / "root"
+    frame_folder(root / "keep", 4)
+    frame_folder(root / "val", 4, seed=1)
+    d = discover([str(root)], exclude=("val",))
+    assert [s.name for s in d.sequences] == ["keep"] and [s.name for s in d.held_out] == ["val"]
+    with pytest.raises(RefcolorError, match="nope"):
+        discover([str(root)], exclude=("nope",))

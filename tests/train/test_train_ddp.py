@@ -1,7 +1,6 @@
 """DDP on CPU: two gloo processes hold identical weights, equal to one process with the same global batch."""
 import socket
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 

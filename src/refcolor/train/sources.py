@@ -216,6 +216,7 @@ class Discovery:
     sequences: list[Sequence]
     too_short: list[str] = field(default_factory=list)  # fewer frames than a block
     corrupt: list[str] = field(default_factory=list)  # unreadable videos / folders
+    held_out: list[Sequence] = field(default_factory=list)  # excluded by name (validation)
 
     def summary(self) -> str:
         kinds = {k: sum(s.kind == k for s in self.sequences) for k in ("frames", "video", "still")}
@@ -253,13 +254,13 @@ def check_allowed(path: Path, force: bool = False) -> None:
     resolved = path.resolve()
     for p in (resolved, *resolved.parents):
         if p.name in PROTECTED:
-            raise RefcolorError(f"refusing to train on {path}: {p} is evaluation-only data (pass force=True to override)")
+            raise RefcolorError(f"refusing to train on {path}: {p} is evaluation-only data (force=True / --force-data overrides)")
     if resolved.is_dir():
         for dirpath, dirnames, _ in os.walk(resolved):
             for d in dirnames:
                 if d in PROTECTED:
                     raise RefcolorError(f"refusing to train on {path}: it contains the evaluation-only folder "
-                                        f"{Path(dirpath) / d} (pass force=True to override)")
+                                        f"{Path(dirpath) / d} (force=True / --force-data overrides)")
 
 
 def _video_sequence(path: Path, name: str, out: Discovery, min_frames: int) -> None:
@@ -357,8 +358,12 @@ def discover(specs: list[str], *, min_frames: int = 2, force: bool = False, excl
         if len(out.sequences) + len(out.too_short) + len(out.corrupt) == before:
             raise RefcolorError(f"no frames, videos or images found in data root {spec!r}")
     if exclude:
-        held = set(exclude)
-        out.sequences = [s for s in out.sequences if s.name not in held and s.path.name not in held and s.path.stem not in held]
+        names = lambda s: {s.name, s.path.name, s.path.stem}  # noqa: E731
+        out.held_out = [s for s in out.sequences if names(s) & set(exclude)]
+        missing = set(exclude) - set().union(*(names(s) for s in out.held_out))
+        if missing:
+            raise RefcolorError(f"held-out sequence(s) not found in the data: {', '.join(sorted(missing))}")
+        out.sequences = [s for s in out.sequences if not names(s) & set(exclude)]
     if not out.sequences:
         raise RefcolorError("no usable training sequence: " + out.summary())
     return out

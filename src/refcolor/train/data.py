@@ -335,4 +335,7 @@ class EpochSampler(Sampler):
 
 
 def worker_init(_worker_id: int) -> None:
+    import signal
+
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which then ends the workers

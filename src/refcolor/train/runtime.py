@@ -1,4 +1,4 @@
-"""Run-time helpers of the trainer: learning-rate schedule, resume merge, signals, CSV logs."""
+"""Run-time helpers of the trainer: learning-rate schedule, resume merge, signals, CSV / TensorBoard logs."""
 from __future__ import annotations
 
 import csv
@@ -71,3 +71,26 @@ def truncate_csv(path: Path, step: int) -> None:
     keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(keep)
+
+
+class TensorBoard:
+    """Scalars to TensorBoard event files in ``<run>/tb`` when ``tensorboard`` is installed, else nothing."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: the CSV logs and loss.png carry the same numbers
+            self.writer = None
+        else:
+            self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and k != "step":
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -31,7 +31,7 @@ from . import losses as L
 from .data import ClipDataset, ClipSpec, EpochSampler, worker_init
 from .discriminator import PatchDiscriminator
 from .recipe import TrainConfig, from_json
-from .runtime import append_csv, dist_env, install_signals, lr_factor, merge_resumed, truncate_csv
+from .runtime import TensorBoard, append_csv, dist_env, install_signals, lr_factor, merge_resumed, truncate_csv
 from .sources import discover
 from .validate import build_validator, plot_curves
 from .state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -72,16 +72,13 @@ class Trainer:
         self._setup_models()
         self.step, self.best_psnr = 0, -math.inf
         if resume:
-            state = load_checkpoint(ckpt, self.model)
-            self._load_state(state)
+            self._load_state(load_checkpoint(ckpt, self.model))
         self.history: list[dict] = []
 
     # -- setup ---------------------------------------------------------------------------
     def _setup_device_and_dist(self, dist_url) -> None:
         cfg = self.cfg
-        want = cfg.device
-        if want == "auto":
-            want = "cuda" if torch.cuda.is_available() else "cpu"
+        want = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         if want.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise RefcolorError("device cuda asked for but no CUDA GPU is available")
@@ -298,6 +295,7 @@ class Trainer:
         cfg = self.cfg
         if self.rank == 0:
             self._write_config()
+        self.tb = TensorBoard(self.run_dir) if self.rank == 0 else None
         validator = build_validator(cfg, self.holdout, self.run_dir, self.device) if self.rank == 0 else None
         stop_flag = {"stop": False}
         restore = install_signals(stop_flag)
@@ -328,6 +326,7 @@ class Trainer:
                 self.history.append(row)
                 if self.rank == 0:
                     append_csv(self.run_dir / "log.csv", row)
+                    self.tb.scalars("train", row, self.step)
                 if bar is not None:
                     bar.update(1)
                     if self.step % max(1, cfg.log_every) == 0 or self.step == 1:
@@ -351,6 +350,7 @@ class Trainer:
                 bar.close()
             if self.rank == 0:
                 plot_curves(self.run_dir)
+                self.tb.close()
         return TrainResult(self.run_dir, self.step, self.model, self.history, val_scores, stopped)
 
     def _checkpoint(self) -> None:
@@ -368,6 +368,7 @@ class Trainer:
                f"best warp head alone {mean['heads_psnr']:.3f}), "
                f"colorfulness {mean['color']:.2f} (warp {base['color']:.2f})")
         print(msg, flush=True) if not self.progress else __import__("tqdm").tqdm.write(msg)
+        self.tb.scalars("val", {**mean, "warp_psnr": base["psnr"], "warp_color": base["color"]}, self.step)
         if self.step > 0 and mean["psnr"] > self.best_psnr:
             self.best_psnr = mean["psnr"]
             save_model(self.model, self.run_dir / "model-best.safetensors",

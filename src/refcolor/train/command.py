@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,6 +60,8 @@ def run(args) -> None:
 
     cfg = build_config(args)
     result = train(cfg, resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     where = result.run_dir
     if result.stopped:
         print(f"stopped at step {result.step}; checkpoint written. Resume: refcolor train --out {where} --resume")

@@ -46,8 +46,10 @@ def _run_colorize(args) -> None:
 
     from .pipeline import colorize
 
+    from .video import VIDEO_SUFFIXES
+
     source = Path(args.input)
-    if source.is_dir() and any(p.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi", ".webm") for p in source.iterdir()) \
+    if source.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in source.iterdir()) \
             or source.suffix.lower() in (".txt", ".list"):
         return _run_batch(args)
 

@@ -20,9 +20,7 @@ from .errors import RefcolorError
 from .resume import SegmentWriter, WorkFolder, join_segments, run_signature
 from .inference import Colorizer, check_color_reference, parse_size
 from .shots import ReferenceMatcher, build_schedule, detect_shots, parse_reference_spec
-from .video import open_source, read_image
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+from .video import VIDEO_SUFFIXES, open_source, read_image
 
 
 @dataclass

@@ -5,6 +5,7 @@ import torch
 import torch.multiprocessing as mp
 
 from refcolor.checkpoint import read_checkpoint
+from refcolor.train.state import latest_checkpoint
 from test_train_resume import tiny_config
 
 
@@ -33,7 +34,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     history = torch.load(tmp_path / "history0.pt", weights_only=True)
     assert all(torch.equal(r0[k], r1[k]) for k in r0), "ranks diverged"
-    _, saved, meta = read_checkpoint(tmp_path / "ddp" / "model.safetensors")  # written by rank 0 only
+    _, saved, meta = read_checkpoint(latest_checkpoint(tmp_path / "ddp") / "model.safetensors")  # rank 0 writes
     assert meta["step"] == str(steps) and all(torch.equal(saved[k], r0[k]) for k in r0)
 
     from refcolor.train.trainer import train

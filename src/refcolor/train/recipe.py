@@ -53,6 +53,7 @@ class TrainConfig:
     lr_milestones: list = field(default_factory=lambda: [0.4, 0.8])  # fractions of steps
     lr_gamma: float = 0.1
     grad_clip: float = 0.0  # 0 = off
+    ema_decay: float = 0.0  # addition: EMA of the weights for validation / export (0 = off)
     freeze_backbone: list = field(default_factory=list)  # backbone parameter-name prefixes kept frozen
     # losses
     w_l1: float = 0.5

@@ -1,11 +1,15 @@
 """Run-time helpers of the trainer: learning-rate schedule, resume merge, signals, CSV / TensorBoard logs."""
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import os
 import signal
 from pathlib import Path
+
+import torch
+import torch.distributed as dist
 
 from .recipe import TrainConfig
 
@@ -94,3 +98,45 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class EMA:
+    """Exponential moving average of the generator's weights: what validation scores and what
+    ``model.safetensors`` / ``model-best.safetensors`` hold (the raw weights stay in the checkpoints).
+
+    With batch 1 and Adam's beta1 = 0.5 the raw weights oscillate from step to step (measured: the
+    plain average of the step-200 and step-300 weights scored 34.77 dB where step 300 alone scored
+    33.92). decay_t = min(decay, (1 + t) / (10 + t)) so that early weights are forgotten quickly.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if e.is_floating_point():
+                e.lerp_(p, 1.0 - d)
+            else:
+                e.copy_(p)
+
+
+def mean_across_ranks(terms: dict, world: int, device) -> dict:
+    """The loss terms averaged over DDP ranks (for logging); unchanged in one process."""
+    if world == 1:
+        return terms
+    keys = sorted(terms)
+    t = torch.tensor([terms[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world for k, v in zip(keys, t.tolist())}
+
+
+def any_rank(flag: bool, world: int, device) -> bool:
+    """True on every rank when any rank saw ``flag`` (a signal): all ranks stop at the same step."""
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)

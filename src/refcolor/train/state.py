@@ -1,7 +1,8 @@
 """Checkpoints of a run: model (safetensors, config in metadata) + our own training state.
 
-Layout under ``<run>/checkpoints/``: ``step-NNNNNN/model.safetensors`` and ``step-NNNNNN/state.pt``
-(optimisers, discriminator, RNG states, step, samples consumed, best validation PSNR), written
+Layout under ``<run>/checkpoints/``: ``step-NNNNNN/model.safetensors`` (raw weights) and
+``step-NNNNNN/state.pt`` (optimisers, discriminator, EMA weights, RNG states, step, samples
+consumed, best validation PSNR), written
 into a temporary folder and renamed, then ``latest`` (the folder's name) replaced atomically; so
 an interruption at any moment leaves the previous checkpoint intact. ``state.pt`` holds only
 tensors and plain Python values and is read back with ``torch.load(weights_only=True)``.
@@ -53,7 +54,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return folder
 
 
-def save_checkpoint(run_dir: Path, step: int, model, state: dict, keep: int = 2) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model, state: dict, keep: int = 2, export=None) -> Path:
+    """``model``: the raw training weights (resume); ``export`` (default ``model``, e.g. the EMA
+    weights): what ``<run>/model.safetensors`` holds."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:06d}"
@@ -73,7 +76,7 @@ def save_checkpoint(run_dir: Path, step: int, model, state: dict, keep: int = 2)
     olds = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)
     for old in olds[: max(0, len(olds) - max(keep, 1) + 1)]:
         shutil.rmtree(old, ignore_errors=True)
-    save_model(model, Path(run_dir) / "model.safetensors", metadata={"step": str(step)})
+    save_model(export if export is not None else model, Path(run_dir) / "model.safetensors", metadata={"step": str(step)})
     return final
 
 

@@ -31,7 +31,7 @@ from . import losses as L
 from .data import ClipDataset, ClipSpec, EpochSampler, worker_init
 from .discriminator import PatchDiscriminator
 from .recipe import TrainConfig, from_json
-from .runtime import TensorBoard, append_csv, dist_env, install_signals, lr_factor, merge_resumed, truncate_csv
+from .runtime import EMA, TensorBoard, any_rank, append_csv, mean_across_ranks, dist_env, install_signals, lr_factor, merge_resumed, truncate_csv
 from .sources import discover
 from .validate import build_validator, plot_curves
 from .state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -164,6 +164,8 @@ class Trainer:
                 if self.rank == 0:
                     warnings.warn(str(w.message), stacklevel=2)
         self.gen, self.disc_ddp = self.model, self.disc
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 and self.rank == 0 else None
+        self.export = self.ema.model if self.ema is not None else self.model  # validated and exported
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -187,6 +189,7 @@ class Trainer:
             "step": self.step, "samples": self.step * self.cfg.batch_size, "best_psnr": float(self.best_psnr),
             "opt_g": self.opt_g.state_dict(), "rng": rng_state(),
             "disc": self.disc.state_dict() if self.disc is not None else {},
+            "ema": self.ema.model.state_dict() if self.ema is not None else {},
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else {},
         }
 
@@ -197,6 +200,8 @@ class Trainer:
             self.disc.load_state_dict(state["disc"])
             self.opt_d.load_state_dict(state["opt_d"])
         set_rng_state(state["rng"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.model.load_state_dict(state["ema"])
         for name in ("log.csv", "val.csv"):  # rows written after the checkpoint are replayed
             truncate_csv(self.run_dir / name, self.step)
 
@@ -277,6 +282,8 @@ class Trainer:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(self.model, self.step)
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["total"] = float(total.detach())
         if extra:
@@ -319,7 +326,7 @@ class Trainer:
                 terms = self._train_step(batch)
                 self.step += 1
                 dt = time.perf_counter() - t0
-                terms = self._mean_across_ranks(terms)
+                terms = mean_across_ranks(terms, self.world, self.device)
                 row = {"step": self.step, "time_s": round(dt, 3), "lr": self.opt_g.param_groups[-1]["lr"],
                        **{k: terms.get(k, "") for k in ("total", *TERMS, "d_loss")},
                        "samples_per_s": round(cfg.batch_size * self.world / dt, 3)}
@@ -332,7 +339,7 @@ class Trainer:
                     if self.step % max(1, cfg.log_every) == 0 or self.step == 1:
                         bar.set_postfix_str(" ".join(f"{k}={terms[k]:.4f}" for k in ("total", *TERMS) if k in terms)
                                             + f" {row['samples_per_s']:.2f} samples/s")
-                stop = self._sync_stop(stop_flag["stop"] or (stop_at is not None and self.step >= stop_at))
+                stop = any_rank(stop_flag["stop"] or (stop_at is not None and self.step >= stop_at), self.world, self.device)
                 if validator is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_scores = self._validate(validator)
                     self._set_train_mode()
@@ -355,14 +362,14 @@ class Trainer:
 
     def _checkpoint(self) -> None:
         if self.rank == 0:
-            save_checkpoint(self.run_dir, self.step, self.model, self._state(), self.cfg.keep_checkpoints)
+            save_checkpoint(self.run_dir, self.step, self.model, self._state(), self.cfg.keep_checkpoints, self.export)
         if self.world > 1:
             dist.barrier()
 
     def _validate(self, validator) -> dict:
         from ..checkpoint import save_model
 
-        scores = validator.run(self.model, self.step)
+        scores = validator.run(self.export, self.step)
         mean, base = scores["mean"], validator.baseline["mean"]
         msg = (f"step {self.step}: val PSNR {mean['psnr']:.3f} dB (warp {base['psnr']:.3f}; the model's "
                f"best warp head alone {mean['heads_psnr']:.3f}), "
@@ -371,25 +378,10 @@ class Trainer:
         self.tb.scalars("val", {**mean, "warp_psnr": base["psnr"], "warp_color": base["color"]}, self.step)
         if self.step > 0 and mean["psnr"] > self.best_psnr:
             self.best_psnr = mean["psnr"]
-            save_model(self.model, self.run_dir / "model-best.safetensors",
+            save_model(self.export, self.run_dir / "model-best.safetensors",
                        metadata={"step": str(self.step), "val_psnr": f"{mean['psnr']:.4f}"})
         plot_curves(self.run_dir)
         return scores
-
-    def _mean_across_ranks(self, terms: dict) -> dict:
-        if self.world == 1:
-            return terms
-        keys = sorted(terms)
-        t = torch.tensor([terms[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
-
-    def _sync_stop(self, stop: bool) -> bool:
-        if self.world == 1:
-            return stop
-        t = torch.tensor([1.0 if stop else 0.0], device=self.device)
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, stop_at: int | None = None,

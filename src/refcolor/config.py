@@ -26,6 +26,11 @@ class ModelConfig:
     feat_channels: int = 512  # R' channels at h4 x w4
     nonlocal_channels: int = 256  # width of each non-local head (Eq. 1)
     nonlocal_stride: int = 4  # grid of the correlation: 4 -> h4 x w4, 8 -> h8 x w8
+    # Addition (QUALITY-NOTES, "learned matching"): head 1 also carries the backbone's raw
+    # matching taps at h4 (the training-free warp's features), so the untrained network
+    # reproduces ``warp`` and training only has to improve on it.
+    raw_keys: bool = False
+    raw_head_init: float = 1e-3  # std of head 1's weights when raw_keys: starts as the warp
     tau: float = 0.01  # softmax temperature, the paper's gamma
     alpha: float = 0.75  # initial weight of the augmented head's parametric add
     num_res_blocks: int = 3
@@ -109,6 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         color_channels=(24, 48, 96),
         color_ct_blocks=1,
         color_scale=2,
+        raw_keys=True,
     ),
 }
 

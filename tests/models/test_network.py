@@ -80,7 +80,7 @@ def test_several_references_concatenate_positions():
         one = net.encode_reference(ref)
         both = RefState.concat([one, net.encode_reference(ref.flip(-1))])
         ab, _ = net.step(l, both, None)
-    assert both.ab.shape[-1] == 2 * one.ab.shape[-1]
+    assert all(b.shape[-1] == 2 * o.shape[-1] for b, o in zip(both.ab, one.ab))
     assert ab.shape == (1, 2, 2, H, W)
 
 
@@ -97,3 +97,28 @@ def test_config_errors():
         get_config("paper", use_transformer=False)
     with pytest.raises(RefcolorError, match="unknown preset"):
         get_config("huge")
+
+
+def test_untrained_lite_reproduces_warp():
+    """raw_keys: head 1 of an untrained `lite` holds the warp's features, so W1 is the warp's
+    chroma (training starts from the training-free baseline, QUALITY-NOTES) on a real photo."""
+    import numpy as np
+    import torch.nn.functional as F
+    from skimage import data
+
+    from refcolor.color import normalize_lab, rgb_to_lab
+    from refcolor.models.warp import WarpModel
+
+    torch.manual_seed(0)
+    net = build_model(get_config("lite")).eval()
+    warp = WarpModel(net.backbone).eval()
+    rgb = torch.from_numpy(np.ascontiguousarray(data.astronaut())).permute(2, 0, 1)[None].float() / 255
+    lab = normalize_lab(rgb_to_lab(F.interpolate(rgb, size=(64, 64), mode="area")))
+    target = lab.flip(-1)[:, None]  # a mirrored frame: the warp must move colors
+    with torch.no_grad():
+        out = net.run_block(target[:, :, :1], net.encode_reference(lab), None)
+        ab_warp, _ = warp.step(target[:, :, :1], warp.encode_reference(lab), None)
+    w1 = F.interpolate(out.warped[0][0], size=(64, 64), mode="bilinear", align_corners=False)
+    assert (w1 - ab_warp[0]).abs().max() < 2e-3
+    assert (out.ab - ab_warp).abs().mean() < 0.01  # the colorization residual starts near zero
+    assert out.warped[0].shape[-2:] == (16, 16) and out.warped[1].shape[-2:] == (8, 8)  # h4 and h8 heads

@@ -90,12 +90,16 @@ class Backbone(nn.Module):
         low_channels: channels of ``r_low``.
         high_channels: channels of ``r_high``.
         low_taps / high_taps: tap names concatenated (in order) into r_low / r_high.
+        match_taps: taps of the training-free matching features (``match_features``), the
+            first one at stride 4.
     """
 
     low_channels: int
     high_channels: int
     low_taps: tuple[str, ...]
     high_taps: tuple[str, ...]
+    match_taps: tuple[str, ...]
+    match_channels: int
     mean: Tensor
     std: Tensor
 
@@ -120,12 +124,21 @@ class Backbone(nn.Module):
         h4,w4 / h8,w8 are the sizes of the stride-4 / stride-8 taps (H/4, H/8 rounded
         up as the strided convs do).
         """
-        t = self.taps(x)
+        return self.assemble(self.taps(x))
+
+    def assemble(self, t: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Taps -> (r_low B,low_channels,h4,w4, r_high B,high_channels,h8,w8)."""
         s4 = tuple(t[self.low_taps[-1]].shape[-2:])
         s8 = tuple(t[self.high_taps[0]].shape[-2:])
         r_low = torch.cat([_resize_to(t[k], s4) for k in self.low_taps], dim=1)
         r_high = torch.cat([_resize_to(t[k], s8) for k in self.high_taps], dim=1)
         return r_low, r_high
+
+    def match_features(self, t: dict[str, Tensor]) -> Tensor:
+        """Taps -> the raw matching features B,match_channels,h4,w4 (every match tap bilinearly
+        resized to the first one's stride-4 grid), as the training-free ``warp`` correlates them."""
+        size = tuple(t[self.match_taps[0]].shape[-2:])
+        return torch.cat([_resize_to(t[k], size) for k in self.match_taps], dim=1)
 
 
 class ResNet101Backbone(Backbone):
@@ -139,6 +152,8 @@ class ResNet101Backbone(Backbone):
     high_taps = ("relu3_3", "relu3_19")
     low_channels = 256 + 512
     high_channels = 1024 + 1024
+    match_taps = ("relu2_3", "relu3_19")
+    match_channels = 512 + 1024
 
     def __init__(self) -> None:
         super().__init__(IMAGENET_MEAN, IMAGENET_STD)
@@ -172,6 +187,8 @@ class Lite0Backbone(Backbone):
     high_taps = ("b2", "b4")
     low_channels = 16 + 24
     high_channels = 40 + 112
+    match_taps = ("b1", "b2", "b4")
+    match_channels = 24 + 40 + 112
 
     def __init__(self, net: nn.Module) -> None:
         """net: a timm EfficientNet-Lite0 classifier; its stem and first 5 stages are kept."""

@@ -45,7 +45,7 @@ class ColorizationSubnet(nn.Module):
         self.to_ab = nn.Conv2d(c1, 2, 3, 1, 1)
         # The decoder predicts a correction of the first head's warp in tanh space, starting
         # near zero: an untrained subnet reproduces the warp instead of destroying it.
-        nn.init.normal_(self.to_ab.weight, std=1e-3)
+        nn.init.normal_(self.to_ab.weight, std=1e-4)
         nn.init.zeros_(self.to_ab.bias)
 
     def forward(self, x: Tensor, ho: Tensor | None, grid: Grid) -> Tensor:

@@ -4,7 +4,8 @@ Named steps, called by ``RefColorNet``:
   ``embed_high``  R_high -> reduced features + tokens (what the linkage memory reads with)
   ``augment``     three CNN-Transformer blocks: (R_high, hi_t) -> (R'_high, ho_t)
   ``fuse``        R'_high + R_low -> R' (residual blocks, feat_channels at h4)
-  ``heads``       R' -> one or two normalised non-local heads (the augmented head adds alpha*proj(R'_high))
+  ``heads``       R' -> one or two normalised non-local heads (the augmented head adds alpha*proj(R'_high));
+                  with ``raw_keys`` head 1 is [raw matching taps, head1(R') up-sampled] at h4
 and the functional ``nonlocal_warp`` (Eq. 1-3), computed frame by frame and in row chunks so
 that no (N*P)^2 matrix is ever built.
 """
@@ -79,6 +80,11 @@ class CorrespondenceSubnet(nn.Module):
         self.res_blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(cfg.num_res_blocks)])
         k = cfg.nonlocal_channels
         self.head1 = nn.Conv2d(c, k, 1)
+        if cfg.raw_keys:
+            # Small weights: the concatenated head starts as the raw taps alone (= the warp's keys);
+            # Adam grows them at a rate independent of their size.
+            nn.init.normal_(self.head1.weight, std=cfg.raw_head_init)
+            nn.init.zeros_(self.head1.bias)
         if cfg.double_head:
             self.head2 = nn.Conv2d(c, k, 1)
             self.augment_proj = nn.Conv2d(c, k, 1)  # parametric projection of R'_high
@@ -114,10 +120,17 @@ class CorrespondenceSubnet(nn.Module):
         up = F.interpolate(high_aug, size=r_low.shape[-2:], mode="bilinear", align_corners=False)
         return self.res_blocks(self.fuse_in(torch.cat([r_low, up], dim=1)))
 
-    def heads(self, feat: Tensor, high_aug: Tensor) -> list[Tensor]:
-        """R' and R'_high -> list (1 or 2) of centred, normalised heads B*n,K,P on the non-local grid."""
+    def heads(self, feat: Tensor, high_aug: Tensor, raw: Tensor | None = None) -> list[Tensor]:
+        """R', R'_high (and the raw matching taps B,C_raw,h4,w4 when ``raw_keys``) -> list (1 or 2)
+        of centred, normalised heads B*n,K,P_k. Head k lives on its own grid: the fusion grid, or
+        the raw taps' h4 grid for head 1 with ``raw_keys``; ``head_grid`` says which."""
         grid_size = feat.shape[-2:]
-        out = [self.head1(feat)]
+        first = self.head1(feat)
+        if raw is not None:
+            if first.shape[-2:] != raw.shape[-2:]:
+                first = F.interpolate(first, size=raw.shape[-2:], mode="bilinear", align_corners=False)
+            first = torch.cat([raw, first], dim=1)
+        out = [first]
         if self.cfg.double_head:
             aug = self.augment_proj(high_aug)
             if aug.shape[-2:] != grid_size:

@@ -29,8 +29,8 @@ Memory = Tensor | None  # B,M,D linkage memory, None before the first block
 class RefState:
     """A reference encoded once: per-head keys on the non-local grid, its chroma there, its lab."""
 
-    keys: list[Tensor]  # per head: B,K,Pr (mean-centred, L2-normalised)
-    ab: Tensor  # B,2,Pr normalised chroma on the non-local grid
+    keys: list[Tensor]  # per head: B,K,Pr_k (mean-centred, L2-normalised)
+    ab: list[Tensor]  # per head: B,2,Pr_k normalised chroma on that head's grid
     lab: Tensor  # B,3,H,W normalised lab of the (first) reference, for the colorization input
 
     @staticmethod
@@ -38,7 +38,7 @@ class RefState:
         """Several references: the correspondence attends over the union of their positions."""
         return RefState(
             keys=[torch.cat(k, dim=-1) for k in zip(*(s.keys for s in states))],
-            ab=torch.cat([s.ab for s in states], dim=-1),
+            ab=[torch.cat(a, dim=-1) for a in zip(*(s.ab for s in states))],
             lab=states[0].lab,
         )
 
@@ -67,17 +67,21 @@ class RefColorNet(nn.Module):
         self.linkage = LinkageMemory(cfg.token_dim, cfg.memory_grid) if cfg.use_linkage else None
 
     # -- named steps -----------------------------------------------------------------
-    def _features(self, l: Tensor, memory: Memory, n: int) -> tuple[list[Tensor], Tensor | None, tuple, tuple]:
-        """l: B*n,1,H,W -> (heads: per head B*n,K,P; ho: B,T,D; token grid; non-local grid size)."""
-        r_low, r_high = self.backbone(gray_rgb_from_l(l))
+    def _features(self, l: Tensor, memory: Memory, n: int) -> tuple[list[Tensor], Tensor | None, tuple, list[tuple]]:
+        """l: B*n,1,H,W -> (heads: per head B*n,K,P_k; ho: B,T,D; token grid; per-head grid sizes)."""
+        taps = self.backbone.taps(gray_rgb_from_l(l))
+        r_low, r_high = self.backbone.assemble(taps)
         grid = self.correspondence.token_grid(n, *r_high.shape[-2:])
         high, tokens = self.correspondence.embed_high(r_high, grid)
         hi = self.linkage.read(tokens, memory) if (self.linkage is not None and tokens is not None) else tokens
         high_aug, ho = self.correspondence.augment(high, hi, grid)
         feat = self.correspondence.fuse(high_aug, r_low)
-        heads = self.correspondence.heads(feat, high_aug)
-        grid_size = r_low.shape[-2:] if self.cfg.nonlocal_stride == 4 else r_high.shape[-2:]
-        return heads, ho, grid, tuple(grid_size)
+        raw = self.backbone.match_features(taps) if self.cfg.raw_keys else None
+        heads = self.correspondence.heads(feat, high_aug, raw)
+        sizes = [tuple(feat.shape[-2:])] * len(heads)
+        if raw is not None:
+            sizes[0] = tuple(raw.shape[-2:])
+        return heads, ho, grid, sizes
 
     def encode_reference(self, lab_ref: Tensor) -> RefState:
         """lab_ref: B,3,H,W normalised lab (l in [-1, 1], ab / 110) -> RefState.
@@ -87,8 +91,8 @@ class RefColorNet(nn.Module):
         an empty memory, so it is encoded once per video rather than once per block.
         """
         check_size(*lab_ref.shape[-2:])
-        heads, _, _, (gh, gw) = self._features(lab_ref[:, :1], None, 1)
-        ab = F.adaptive_avg_pool2d(lab_ref[:, 1:], (gh, gw)).flatten(2)
+        heads, _, _, sizes = self._features(lab_ref[:, :1], None, 1)
+        ab = [F.adaptive_avg_pool2d(lab_ref[:, 1:], size).flatten(2) for size in sizes]
         return RefState(keys=heads, ab=ab, lab=lab_ref)
 
     def init_memory(self) -> Memory:
@@ -100,12 +104,12 @@ class RefColorNet(nn.Module):
         b, n, _, h, w = l_block.shape
         check_size(h, w)
         l = l_block.reshape(b * n, 1, h, w)
-        heads, ho, grid, (gh, gw) = self._features(l, memory, n)
+        heads, ho, grid, sizes = self._features(l, memory, n)
         cs = self.cfg.color_scale  # the colorization subnet runs at (h, w) / cs
         hc, wc = h // cs, w // cs
         warped, similarity, guidance = [], [], []
-        for q, k in zip(heads, ref.keys):
-            wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, ref.ab, self.cfg.tau)
+        for q, k, v, (gh, gw) in zip(heads, ref.keys, ref.ab, sizes):
+            wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, v, self.cfg.tau)
             wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
             warped.append(wk)
             similarity.append(sk)

@@ -34,16 +34,14 @@ class WarpModel(nn.Module):
 
     def _keys(self, l: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """l: B,1,H,W -> centred, normalised features B,K,P at h4 x w4."""
-        taps = self.backbone.taps(gray_rgb_from_l(l))
-        size = taps["b1"].shape[-2:]
-        feats = [taps["b1"]] + [F.interpolate(taps[k], size=size, mode="bilinear", align_corners=False) for k in ("b2", "b4")]
-        return center_normalize(torch.cat(feats, dim=1).flatten(2)), tuple(size)
+        feats = self.backbone.match_features(self.backbone.taps(gray_rgb_from_l(l)))
+        return center_normalize(feats.flatten(2)), tuple(feats.shape[-2:])
 
     def encode_reference(self, lab_ref: Tensor) -> RefState:
         check_size(*lab_ref.shape[-2:])
         key, size = self._keys(lab_ref[:, :1])
         ab = F.adaptive_avg_pool2d(lab_ref[:, 1:], size).flatten(2)
-        return RefState(keys=[key], ab=ab, lab=lab_ref)
+        return RefState(keys=[key], ab=[ab], lab=lab_ref)
 
     def init_memory(self) -> Memory:
         return None
@@ -53,7 +51,7 @@ class WarpModel(nn.Module):
         b, n, _, h, w = l_block.shape
         check_size(h, w)
         key, (gh, gw) = self._keys(l_block.reshape(b * n, 1, h, w))
-        warped, _ = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab, self.cfg.tau)
+        warped, _ = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab[0], self.cfg.tau)
         ab = F.interpolate(warped.reshape(b * n, 2, gh, gw), size=(h, w), mode="bilinear", align_corners=False)
         return ab.view(b, n, 2, h, w), memory
 

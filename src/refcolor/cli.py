@@ -1,4 +1,4 @@
-"""Command line: ``refcolor colorize | demo`` (argparse; every option documented in --help)."""
+"""Command line: ``refcolor colorize | demo | shots | app | evaluate | train`` (argparse; every option documented in --help)."""
 from __future__ import annotations
 
 import argparse
@@ -115,8 +115,36 @@ def _run_shots(args) -> None:
     print(f"contact sheet: {contact_sheet(shots, sheet)}")
 
 
+def _add_app(sub) -> None:
+    p = sub.add_parser("app", help="start the local web app (Gradio) to colorize in a browser",
+                       description="Serve a web page to upload a video and references, preview, colorize and "
+                                   "download the result. Works offline; binds to this computer only by default.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-upload-mb", type=float, default=2048, metavar="MB", help="largest accepted file (default 2048)")
+    p.add_argument("--max-seconds", type=float, default=3600, metavar="S", help="longest accepted video (default 3600)")
+    p.add_argument("--keep-minutes", type=float, default=60, metavar="MIN",
+                   help="results are deleted this long after their job ended (default 60)")
+
+
+def _run_app(args) -> None:
+    from .app.server import serve
+    from .app.uploads import Limits
+
+    if not 0 < args.port < 65536:
+        raise RefcolorError(f"--port {args.port} is not a port number (1..65535)")
+    if args.keep_minutes <= 0:
+        raise RefcolorError("--keep-minutes must be positive")
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # not imported here: serve() sets its environment first
+        raise RefcolorError("the web app needs Gradio: pip install gradio (or pip install -e '.[app]')") from None
+    serve(args.host, args.port, limits=Limits(args.max_upload_mb, args.max_seconds), keep_minutes=args.keep_minutes)
+
+
 COMMANDS = {"colorize": (_add_colorize, _run_colorize), "demo": (_add_demo, _run_demo),
-            "shots": (_add_shots, _run_shots),
+            "shots": (_add_shots, _run_shots), "app": (_add_app, _run_app),
             "evaluate": (eval_command.add_parser, eval_command.run),
             "train": (train_command.add_parser, train_command.run)}
 

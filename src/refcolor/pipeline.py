@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -67,6 +67,7 @@ def colorize(
     shots: str | None = None,
     resume: bool = False,
     segment_frames: int = 480,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ColorizeResult:
     """Colorize ``input`` with the color ``reference`` photo(s) into ``output``.
 
@@ -77,6 +78,8 @@ def colorize(
     given several references without starts, picks the best-matching one per shot.
     Video outputs are encoded in segments of ``segment_frames`` frames kept in a work folder
     beside the output until the end, so ``resume=True`` continues an interrupted run.
+    ``on_progress(done, total)`` is called after each block (total 0 when unknown), e.g. by the
+    web app for its progress bar; an exception it raises stops the run like Ctrl-C does.
     """
     from .video_write import open_writer
 
@@ -133,6 +136,7 @@ def colorize(
             if target != output and target.exists():
                 shutil.rmtree(target)
             writer = open_writer(target, **kwargs)
+        report = None if on_progress is None else (lambda done: on_progress(done, info.num_frames or 0))
         bar = tqdm(total=info.num_frames, initial=skip, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
         try:
             block: list = []
@@ -141,17 +145,17 @@ def colorize(
                     continue
                 if work is not None and frame.index > skip and frame.index % segment_frames == 0:
                     if block:
-                        count += _flush(colorizer, block, writer, bar)
+                        count += _flush(colorizer, block, writer, bar, report)
                     writer.end_segment(colorizer.memory)
                 if frame.index in boundaries:  # a new shot or reference: never straddle it
                     if block:
-                        count += _flush(colorizer, block, writer, bar)
+                        count += _flush(colorizer, block, writer, bar, report)
                     colorizer.set_reference([ref_images[i] for i in schedule.at(frame.index)])
                 block.append(frame)
                 if len(block) == colorizer.block_size:
-                    count += _flush(colorizer, block, writer, bar)
+                    count += _flush(colorizer, block, writer, bar, report)
             if block:
-                count += _flush(colorizer, block, writer, bar)
+                count += _flush(colorizer, block, writer, bar, report)
             if count + skip == 0:
                 raise RefcolorError(f"no frames could be decoded from {input_path}")
             if work is not None:
@@ -175,11 +179,13 @@ def colorize(
     return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size))
 
 
-def _flush(colorizer: Colorizer, block: list, writer, bar) -> int:
+def _flush(colorizer: Colorizer, block: list, writer, bar, report=None) -> int:
     out = colorizer.step([f.rgb for f in block])
     for frame, rgb in zip(block, out):
         writer.write(rgb, pts=frame.pts)
     bar.update(len(block))
+    if report is not None:
+        report(block[-1].index + 1)  # frames are numbered from 0 in decoding order
     n = len(block)
     block.clear()
     return n

@@ -185,3 +185,25 @@ def test_cancel_hook_stops_the_pipeline_and_leaves_no_output(app_media, tmp_path
         colorize(app_media["clip"], app_media["ref"], out, model="warp", size=SIZE, device="cpu", progress=False,
                  on_progress=stop)
     assert seen == [(3, app_media["frames"])] and not out.exists()
+
+
+def test_model_choices_follow_the_library_default(tmp_path, monkeypatch):
+    from refcolor import checkpoint
+    from refcolor.app.service import App
+    from refcolor.app.tasks import available_models, default_model
+
+    monkeypatch.delattr(checkpoint, "DEFAULT_MODEL", raising=False)
+    monkeypatch.delattr(checkpoint, "resolve_default", raising=False)
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
+    assert default_model() == "warp" and available_models() == ["warp"]
+    (tmp_path / "lite.safetensors").write_bytes(b"weights")  # a preset whose weights ship is offered
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", "default", raising=False)
+    monkeypatch.setattr(checkpoint, "resolve_default", lambda name: "lite" if name == "default" else name, raising=False)
+    assert default_model() == "lite" and available_models() == ["lite", "warp"]
+    app = App(tmp_path / "root")
+    try:
+        assert app.default_model() == "lite"
+        monkeypatch.setattr(checkpoint, "resolve_default", lambda name: "paper", raising=False)
+        assert app.default_model() == "warp"  # a default without weights: the first offered
+    finally:
+        app.close()

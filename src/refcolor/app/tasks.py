@@ -20,10 +20,14 @@ SHOT_MODES = ("whole video", "auto", "per shot")
 
 
 def default_model() -> str:
-    """The library's default model: ``checkpoint.DEFAULT_MODEL`` once it exists, else ``warp``."""
+    """The library's default model, by the library's own rule: ``checkpoint.DEFAULT_MODEL``
+    (resolved by ``checkpoint.resolve_default`` where that exists, e.g. ``default`` -> ``lite``
+    once its weights ship), else ``warp``. Read at call time, so the page follows the library."""
     from .. import checkpoint
 
-    return str(getattr(checkpoint, "DEFAULT_MODEL", "warp"))
+    name = getattr(checkpoint, "DEFAULT_MODEL", "warp")
+    resolve = getattr(checkpoint, "resolve_default", None)
+    return str(resolve(name) if resolve is not None else name)
 
 
 def available_models() -> list[str]:

@@ -73,3 +73,13 @@ def test_corrupt_and_pickle_files_are_refused(tmp_path):
     torch.save({"a": torch.zeros(1)}, pickled)
     assert "safetensors files only" in one_line_error(pickled)
     assert "not found" in one_line_error(tmp_path / "missing.safetensors")
+
+
+def test_default_model_is_lite_only_when_its_weights_ship(tmp_path, monkeypatch):
+    from refcolor import checkpoint
+
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
+    assert checkpoint.resolve_default("default") == "warp"
+    (tmp_path / "lite.safetensors").write_bytes(b"")
+    assert checkpoint.resolve_default("default") == "lite"
+    assert checkpoint.resolve_default("warp") == "warp"

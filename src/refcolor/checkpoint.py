@@ -2,7 +2,8 @@
 
 ``load_model`` resolves a model by name or path, explicitly and offline:
 ``warp`` (training-free), a preset name (the weights shipped in ``refcolor/weights``),
-or a path to a ``.safetensors`` file written by ``save_model``.
+or a path to a ``.safetensors`` file written by ``save_model``. ``default`` is the shipped
+``lite`` model when its weights are in the package, else ``warp`` (decided at call time).
 """
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ from .errors import RefcolorError
 
 FORMAT = "refcolor-1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "default"
+SHIPPED_DEFAULT = "lite"  # the trained preset that `default` means once its weights ship
+
+
+def resolve_default(spec: str | Path) -> str | Path:
+    """``default`` -> ``lite`` when ``refcolor/weights/lite.safetensors`` ships, else ``warp``."""
+    if str(spec) != DEFAULT_MODEL:
+        return spec
+    return SHIPPED_DEFAULT if (WEIGHTS_DIR / f"{SHIPPED_DEFAULT}.safetensors").is_file() else "warp"
 
 
 def save_model(model: nn.Module, path: str | Path, dtype: torch.dtype | None = None, metadata: dict[str, str] | None = None) -> Path:
@@ -52,12 +62,12 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     return ModelConfig.from_json(meta["config"]), tensors, meta
 
 
-def load_model(spec: str | Path = "warp", device: str | torch.device = "cpu") -> nn.Module:
-    """Model by name (``warp``, ``lite``, ``paper``) or checkpoint path, in eval mode on ``device``."""
+def load_model(spec: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu") -> nn.Module:
+    """Model by name (``default``, ``warp``, ``lite``, ``paper``) or checkpoint path, in eval mode on ``device``."""
     from .models.network import RefColorNet
     from .models.backbones import build_backbone
 
-    spec_str = str(spec)
+    spec_str = str(resolve_default(spec))
     if spec_str == "warp":
         from .models.warp import build_warp_model
 

@@ -28,8 +28,8 @@ def dist_env(rank, world_size):
 
 def merge_resumed(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
     """On --resume the saved config wins, except fields the command line changed from the defaults
-    that do not alter the model or the data order (steps, intervals, workers, out)."""
-    changeable = ("steps", "num_workers", "val_every", "checkpoint_every", "log_every", "keep_checkpoints", "out", "device")
+    that do not alter the model or the data order (steps, intervals, workers, threads, out)."""
+    changeable = ("steps", "num_workers", "threads", "val_every", "checkpoint_every", "log_every", "keep_checkpoints", "out", "device")
     default = TrainConfig()
     updates = {k: getattr(given, k) for k in changeable if getattr(given, k) != getattr(default, k)}
     return dataclasses.replace(saved, **updates)

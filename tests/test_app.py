@@ -210,7 +210,7 @@ def test_browser_end_to_end(running_app, browser, app_media, tmp_path):
         page.locator("#size textarea, #size input").first.fill(SIZE)
         page.locator("#preview-btn").click()
         wait_status(page, r"preview done: 4 frames")
-        assert page.locator("#preview img").count() >= 4
+        page.locator("#preview img").nth(3).wait_for()  # 4 tiles, gray | color
 
         page.locator("#detect").click()
         wait_status(page, r"1 shot\(s\) found")

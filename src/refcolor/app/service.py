@@ -49,6 +49,7 @@ class App:
         self.queue = JobQueue(self.root / "jobs", keep_seconds=keep_minutes * 60)
         self._models: dict[str, Any] = {}
         self._models_lock = threading.Lock()
+        self._demo_lock = threading.Lock()  # two pages pressing the demo button write one file
 
     # -- models ------------------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -131,7 +132,8 @@ class App:
 
     def demo(self) -> tuple[Path, Path]:
         """The bundled demo clip (gray) and its color reference."""
-        return demo_inputs(self.root / "demo")
+        with self._demo_lock:
+            return demo_inputs(self.root / "demo")
 
     # -- reporting ---------------------------------------------------------------------------
     def describe(self, job: Job) -> str:

@@ -35,7 +35,8 @@ reference number (1 = the first uploaded photo) in the table, one `FRAME: NUMBER
 
 
 def _watch(app: App, job: Job, progress) -> Iterator[str]:
-    """Status lines of ``job`` until it ends; drives Gradio's progress bar on the way."""
+    """Status lines of ``job`` while it waits or runs; drives Gradio's progress bar on the way.
+    The final line is left to the handler, which sends it together with the job's results."""
     last = None
     while not job.wait(POLL_SECONDS):
         text = app.describe(job)
@@ -46,7 +47,6 @@ def _watch(app: App, job: Job, progress) -> Iterator[str]:
         if text != last:
             last = text
             yield text
-    yield app.describe(job)
 
 
 def _submit(submit, *args) -> tuple[Job | None, str]:
@@ -111,8 +111,7 @@ def build(app: App):
                 return
             for text in _watch(app, job, progress):
                 yield job.id, text, gr.skip()
-            if job.state == DONE:
-                yield job.id, app.describe(job), job.result
+            yield job.id, app.describe(job), job.result if job.state == DONE else gr.skip()
 
         def on_colorize(video_in, refs_in, model_in, size_in, shots_in, table_in, progress=gr.Progress()):
             job, error = _submit(app.submit_colorize, video_in, refs_in, model_in, size_in, shots_in, table_in)
@@ -123,6 +122,8 @@ def build(app: App):
                 yield job.id, text, gr.skip(), gr.skip()
             if job.state == DONE:
                 yield job.id, app.describe(job), str(job.result), str(job.result)
+            else:
+                yield job.id, app.describe(job), gr.skip(), gr.skip()
 
         def on_shots(video_in, refs_in, progress=gr.Progress()):
             job, error = _submit(app.submit_shots, video_in, refs_in)
@@ -134,6 +135,8 @@ def build(app: App):
             if job.state == DONE:
                 items, lines = job.result
                 yield job.id, f"{len(items)} shot(s) found: give each a reference in the table", items, lines, "per shot"
+            else:
+                yield job.id, app.describe(job), gr.skip(), gr.skip(), gr.skip()
 
         def on_cancel(current: str):
             if current and app.queue.cancel(current):

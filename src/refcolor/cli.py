@@ -38,7 +38,19 @@ def _add_colorize(sub) -> None:
                    help="continue an interrupted run from its last finished segment (work folder beside OUTPUT)")
     p.add_argument("--segment", type=int, default=480, metavar="FRAMES",
                    help="frames per resumable segment of a video output (default 480)")
+    p.add_argument("--no-threads", action="store_true",
+                   help="decode and encode in the main thread (default: background threads beside the network; "
+                        "same output)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow start; see docs/PERFORMANCE.md)")
+    p.add_argument("--amp", default=None, choices=["bf16", "fp16"], help="CUDA only: run the network under autocast")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="onnx: run the network in ONNX Runtime on the CPU (faster; pip install onnxruntime onnx "
+                        "onnxscript; see docs/PERFORMANCE.md)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _speed_options(args) -> dict:
+    return dict(threads=not args.no_threads, compile=args.compile, amp=args.amp, backend=args.backend)
 
 
 def _run_colorize(args) -> None:
@@ -56,7 +68,7 @@ def _run_colorize(args) -> None:
     result = colorize(args.input, args.reference, args.output, model=args.model, size=args.size, block_size=args.block,
                       device=args.device, crf=args.crf, overwrite=args.overwrite, progress=not args.quiet,
                       upsample=args.upsample, shots=args.shots, resume=args.resume,
-                      segment_frames=args.segment)
+                      segment_frames=args.segment, **_speed_options(args))
     print(f"model {result.model}: {result.summary()}")
 
 
@@ -66,7 +78,7 @@ def _run_batch(args) -> None:
     report = colorize_batch(args.input, args.reference, args.output, model=args.model, size=args.size,
                             block_size=args.block, device=args.device, crf=args.crf, overwrite=args.overwrite,
                             progress=not args.quiet, upsample=args.upsample, shots=args.shots,
-                            segment_frames=args.segment)
+                            segment_frames=args.segment, **_speed_options(args))
     print(f"batch: {len(report['done'])} colorized, {len(report['skipped'])} already done, {len(report['failed'])} failed -> {args.output}")
     if report["failed"]:
         raise RefcolorError(f"{len(report['failed'])} video(s) failed: {', '.join(p.name for p in report['failed'])}")

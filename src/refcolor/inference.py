@@ -8,9 +8,11 @@ L, so the output's L is the input's L.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .color import AB_SCALE, lab_to_rgb, normalize_lab, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
+from .color import AB_SCALE, normalize_lab, rgb_to_lab, uint8_to_tensor
+from .convert import luminance, to_rgb_uint8
 from .errors import RefcolorError
 
 DEFAULT_ROWS = 216
@@ -97,6 +100,11 @@ class Colorizer:
 
     Frames keep their resolution: the network runs at ``size`` (default 216 rows) and only its
     chroma is up-sampled. ``reset_memory()`` starts a new shot.
+
+    Speed options (docs/PERFORMANCE.md): ``backend="onnx"`` runs the network's ``step`` in ONNX
+    Runtime (CPU; faster here); ``compile`` wraps it in ``torch.compile`` (a slow first block
+    per block shape, then faster); ``amp`` ("bf16" or "fp16", CUDA only) runs it under autocast. ``timings`` adds up the seconds spent per stage
+    (to_lab, model, to_rgb).
     """
 
     def __init__(
@@ -107,6 +115,9 @@ class Colorizer:
         size: tuple[int, int] | None = None,
         block_size: int | None = None,
         upsample: str = "bilinear",
+        compile: bool = False,
+        amp: str | None = None,
+        backend: str = "torch",
     ) -> None:
         from .checkpoint import load_model
 
@@ -118,6 +129,22 @@ class Colorizer:
         if upsample not in ("guided", "bilinear"):
             raise RefcolorError(f"unknown upsampling {upsample!r}; use guided or bilinear")
         self.upsample = upsample
+        if amp not in (None, "bf16", "fp16"):
+            raise RefcolorError(f"unknown --amp {amp!r}; use bf16 or fp16")
+        if amp is not None and self.device.type != "cuda":
+            raise RefcolorError("--amp (autocast) is for CUDA only; on the CPU it would be slower")
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        if backend not in ("torch", "onnx"):
+            raise RefcolorError(f"unknown backend {backend!r}; use torch or onnx")
+        if backend == "onnx" and (self.device.type != "cpu" or compile or amp):
+            raise RefcolorError("--backend onnx runs on the CPU, without --compile or --amp")
+        if backend == "onnx":
+            from .onnx_backend import OnnxStep
+
+            self._step = OnnxStep(self.model)
+        else:
+            self._step = torch.compile(self.model.step) if compile else self.model.step
+        self.timings = {"to_lab": 0.0, "model": 0.0, "to_rgb": 0.0}
         self.size = size
         self._reference_images: list[np.ndarray] = []
         self._ref_state = None
@@ -156,9 +183,17 @@ class Colorizer:
         self._ref_state = states[0] if len(states) == 1 else RefState.concat(states)
         self._ref_cache[self._ref_key] = self._ref_state
 
-    @torch.inference_mode()
     def step(self, frames: np.ndarray | Tensor | Sequence[np.ndarray]) -> np.ndarray:
         """A block of frames (N,H,W gray or N,H,W,3 RGB, or a list) -> N,H,W,3 uint8 RGB."""
+        return self.infer(frames)()
+
+    @torch.inference_mode()
+    def infer(self, frames: np.ndarray | Tensor | Sequence[np.ndarray]) -> Callable[[], np.ndarray]:
+        """Runs the network on a block now; returns the rest of ``step`` as a function.
+
+        The function up-samples the chroma and converts Lab to RGB at full resolution; the
+        pipeline calls it in its encoder thread, beside the network's next block.
+        """
         if isinstance(frames, (np.ndarray, Tensor)):
             single = frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] in (1, 3, 4))
             frames = [frames] if single else list(frames)
@@ -170,21 +205,31 @@ class Colorizer:
             self.size = working_size(full_h, full_w)
         if self._ref_state is None:
             self._encode_references()
-        rgb = uint8_to_tensor(batch).to(self.device)
-        lum = rgb_to_lab(rgb)[:, :1]  # N,1,H,W full-resolution L, kept for the output
+        start = time.perf_counter()
+        lum = luminance(batch, self.device)  # N,1,H,W full-resolution L, kept for the output
         l_work = F.interpolate(lum, size=self.size, mode="area") / 50.0 - 1.0
+        model_start = time.perf_counter()
+        autocast = torch.autocast("cuda", dtype=self.amp) if self.amp is not None else contextlib.nullcontext()
         out = []
-        for start in range(0, len(batch), self.block_size):
-            block = l_work[start : start + self.block_size]
-            ab_n, self.memory = self.model.step(block[None], self._ref_state, self.memory)
-            out.append(ab_n[0])
+        with autocast:
+            for first in range(0, len(batch), self.block_size):
+                block = l_work[first : first + self.block_size]
+                ab_n, self.memory = self._step(block[None], self._ref_state, self.memory)
+                out.append(ab_n[0].float())
         ab = torch.cat(out) * AB_SCALE  # N,2,h,w
-        if (full_h, full_w) != tuple(ab.shape[-2:]):
-            if self.upsample == "guided":
-                ab = guided_upsample(ab, lum / 100.0)
-            else:
-                ab = F.interpolate(ab, size=(full_h, full_w), mode="bilinear", align_corners=False)
-        return tensor_to_uint8(lab_to_rgb(torch.cat([lum, ab], dim=1)))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        end = time.perf_counter()
+        self.timings["to_lab"] += model_start - start
+        self.timings["model"] += end - model_start
+        return lambda: self._finish(lum, ab)
+
+    def _finish(self, lum: Tensor, ab: Tensor) -> np.ndarray:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            rgb = to_rgb_uint8(lum, ab, self.upsample)
+        self.timings["to_rgb"] += time.perf_counter() - start
+        return rgb
 
 
 def check_color_reference(rgb: np.ndarray) -> np.ndarray:

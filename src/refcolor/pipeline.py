@@ -10,12 +10,13 @@ import hashlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from .background import BlockWriter, ReadAhead
 from .errors import RefcolorError
 from .resume import SegmentWriter, WorkFolder, join_segments, run_signature
 from .inference import Colorizer, check_color_reference, parse_size
@@ -30,6 +31,8 @@ class ColorizeResult:
     seconds: float
     model: str
     working_size: tuple[int, int]
+    # seconds per stage: decode, to_lab, model, to_rgb, encode (busy time of the thread that ran it)
+    timings: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else float("inf")
@@ -67,6 +70,10 @@ def colorize(
     shots: str | None = None,
     resume: bool = False,
     segment_frames: int = 480,
+    threads: bool = True,
+    compile: bool = False,
+    amp: str | None = None,
+    backend: str = "torch",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ColorizeResult:
     """Colorize ``input`` with the color ``reference`` photo(s) into ``output``.
@@ -78,6 +85,8 @@ def colorize(
     given several references without starts, picks the best-matching one per shot.
     Video outputs are encoded in segments of ``segment_frames`` frames kept in a work folder
     beside the output until the end, so ``resume=True`` continues an interrupted run.
+    ``threads``: decode, and up-sample + encode, in background threads beside the network
+    (same output either way); ``compile``, ``amp`` and ``backend`` go to ``Colorizer``.
     ``on_progress(done, total)`` is called after each block (total 0 when unknown), e.g. by the
     web app for its progress bar; an exception it raises stops the run like Ctrl-C does.
     """
@@ -99,7 +108,8 @@ def colorize(
     if shots not in (None, "none", "auto"):
         raise RefcolorError(f"unknown --shots {shots!r}; use auto or none")
     work = parse_size(size) if isinstance(size, str) else size
-    colorizer = Colorizer(model, device=device, size=work, block_size=block_size, upsample=upsample)
+    colorizer = Colorizer(model, device=device, size=work, block_size=block_size, upsample=upsample,
+                          compile=compile, amp=amp, backend=backend)
 
     start = time.perf_counter()
     count = 0
@@ -117,7 +127,8 @@ def colorize(
         if is_video_out:
             settings = dict(model=str(model), size=colorizer.size, block=colorizer.block_size, crf=crf, shots=shots,
                             refs=[(s, hashlib.sha1(Path(p).read_bytes()).hexdigest()) for s, p in specs],
-                            upsample=upsample, segment=segment_frames)
+                            upsample=upsample, segment=segment_frames, **({"amp": amp} if amp else {}),
+                            **({"backend": backend} if backend != "torch" else {}))
             work = WorkFolder(output, run_signature(input_path, settings))
             memory = None
             if resume and work.exists():
@@ -136,11 +147,13 @@ def colorize(
             if target != output and target.exists():
                 shutil.rmtree(target)
             writer = open_writer(target, **kwargs)
+        writer = BlockWriter(writer, threaded=threads)
+        frames = ReadAhead(source, threaded=threads)
         report = None if on_progress is None else (lambda done: on_progress(done, info.num_frames or 0))
         bar = tqdm(total=info.num_frames, initial=skip, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
         try:
             block: list = []
-            for frame in source:
+            for frame in frames:
                 if frame.index < skip:  # done before the interruption
                     continue
                 if work is not None and frame.index > skip and frame.index % segment_frames == 0:
@@ -161,11 +174,14 @@ def colorize(
             if work is not None:
                 writer.end_segment(colorizer.memory)
         except BaseException:
+            frames.close()
             writer.abort()
             raise
         finally:
+            frames.close()
             bar.close()
         if work is not None:
+            writer.finish()
             join_segments(work, output, input_path if info.has_audio else None)
             work.remove()
         else:
@@ -176,13 +192,12 @@ def colorize(
                 else:
                     output.unlink()
                 os.replace(target, output)
-    return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size))
+    timings = {"decode": frames.seconds, **colorizer.timings, "encode": writer.seconds}
+    return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size), timings)
 
 
-def _flush(colorizer: Colorizer, block: list, writer, bar, report=None) -> int:
-    out = colorizer.step([f.rgb for f in block])
-    for frame, rgb in zip(block, out):
-        writer.write(rgb, pts=frame.pts)
+def _flush(colorizer: Colorizer, block: list, writer: BlockWriter, bar, report=None) -> int:
+    writer.write_block(colorizer.infer([f.rgb for f in block]), [f.pts for f in block])
     bar.update(len(block))
     if report is not None:
         report(block[-1].index + 1)  # frames are numbered from 0 in decoding order

@@ -1,0 +1,100 @@
+"""Full-resolution color conversions of the pipeline: fast, and bit-identical to ``refcolor.color``.
+
+At 1080p the kornia conversions on a whole block cost more than the ``lite`` network itself
+(about 0.5 s per frame each way on one thread, see docs/PERFORMANCE.md), because each of their
+twenty-odd element-wise steps streams a block-sized temporary through memory. Here:
+
+* ``luminance``: a gray frame (R = G = B, what a black-and-white video decodes to) takes its
+  CIELAB L from a 256-entry table computed once by ``rgb_to_lab`` itself; other frames go
+  through ``rgb_to_lab`` a band of rows at a time.
+* ``to_rgb_uint8``: chroma up-sampling, ``lab_to_rgb`` and the uint8 rounding, one frame and a
+  band of ``ROWS`` rows at a time, so that every temporary stays in the CPU's cache.
+
+The same element-wise operations run on the same values, so the results equal
+``rgb_to_lab(...)[:, :1]`` and ``tensor_to_uint8(lab_to_rgb(...))`` (tests/test_fast_paths.py).
+On a GPU the whole block is converted at once: memory traffic is not its bottleneck.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .color import lab_to_rgb, rgb_to_lab
+
+ROWS = 64  # rows per band: 64 x 1920 x 3 floats = 1.5 MB per temporary (L2/L3-sized)
+
+_LUT: dict[torch.device, Tensor] = {}
+
+
+def gray_lut(device: torch.device) -> Tensor:
+    """256 floats: the CIELAB L of the gray pixel (v, v, v), v = 0..255, as ``rgb_to_lab`` computes it."""
+    if device not in _LUT:
+        ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+        _LUT[device] = rgb_to_lab(ramp.to(device).float().div_(255.0))[0, 0, 0].contiguous()
+    return _LUT[device]
+
+
+def is_gray(batch: np.ndarray) -> bool:
+    """N,H,W,3 uint8: True when every pixel has R = G = B."""
+    r = batch[..., 0]
+    return bool(np.array_equal(r, batch[..., 1]) and np.array_equal(r, batch[..., 2]))
+
+
+def _to_float(rgb_u8: np.ndarray, device: torch.device) -> Tensor:
+    """N,h,W,3 uint8 -> N,3,h,W float in [0, 1] (as ``uint8_to_tensor``)."""
+    arr = torch.from_numpy(np.ascontiguousarray(rgb_u8)).to(device)
+    return arr.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def luminance(batch: np.ndarray, device: torch.device) -> Tensor:
+    """N,H,W,3 uint8 RGB -> N,1,H,W CIELAB L, equal to ``rgb_to_lab(uint8_to_tensor(batch))[:, :1]``."""
+    device = torch.device(device)
+    if is_gray(batch):
+        index = torch.from_numpy(np.ascontiguousarray(batch[..., 0])).to(device).long()
+        return gray_lut(device)[index][:, None]
+    if device.type != "cpu":
+        return rgb_to_lab(_to_float(batch, device))[:, :1]
+    n, h, w, _ = batch.shape
+    out = torch.empty(n, 1, h, w)
+    for i in range(n):
+        for start in range(0, h, ROWS):
+            band = _to_float(batch[i : i + 1, start : start + ROWS], device)
+            out[i : i + 1, :, start : start + ROWS] = rgb_to_lab(band)[:, :1]
+    return out
+
+
+def _upsample(ab: Tensor, lum: Tensor, method: str) -> Tensor:
+    """ab B,2,h,w -> B,2,H,W at the size of ``lum`` (B,1,H,W)."""
+    if ab.shape[-2:] == lum.shape[-2:]:
+        return ab
+    if method == "guided":
+        from .inference import guided_upsample
+
+        return guided_upsample(ab, lum / 100.0)
+    return F.interpolate(ab, size=lum.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _rgb_u8(lab: Tensor) -> Tensor:
+    """B,3,h,W Lab -> B,h,W,3 uint8 (as ``tensor_to_uint8(lab_to_rgb(lab))``)."""
+    return (lab_to_rgb(lab).clamp(0, 1) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def to_rgb_uint8(lum: Tensor, ab: Tensor, upsample: str = "bilinear") -> np.ndarray:
+    """Full-resolution L (N,1,H,W) + chroma at the working size (N,2,h,w) -> N,H,W,3 uint8 RGB.
+
+    Equal to ``tensor_to_uint8(lab_to_rgb(cat([lum, up(ab)])))`` with ``up`` the bilinear (or
+    guided) up-sampling of ``inference.Colorizer``.
+    """
+    if lum.device.type != "cpu":
+        lab = torch.cat([lum, _upsample(ab, lum, upsample)], dim=1)
+        return _rgb_u8(lab).cpu().numpy()
+    n, _, h, w = lum.shape
+    out = torch.empty(n, h, w, 3, dtype=torch.uint8)
+    for i in range(n):
+        full = _upsample(ab[i : i + 1], lum[i : i + 1], upsample)
+        for start in range(0, h, ROWS):
+            rows = slice(start, start + ROWS)
+            out[i, rows] = _rgb_u8(torch.cat([lum[i : i + 1, :, rows], full[:, :, rows]], dim=1))[0]
+    return out.numpy()

@@ -1,0 +1,134 @@
+"""ONNX Runtime backend for the network's ``step`` on the CPU (``--backend onnx``).
+
+Measured 1.4-1.7x faster than PyTorch for ``warp`` and ``lite`` on this project's CPU, with
+outputs within 1e-5 (docs/PERFORMANCE.md, benchmarks/onnx_cpu.py). Shapes are fixed in an
+exported graph, so ``step`` is exported once per input signature (block size, working size,
+reference positions, first block or not) the first time it is met; that block runs in
+PyTorch while the graph is exported (seconds for ``warp``, 20-40 s for ``lite`` here), later
+ones in ONNX Runtime. The sessions are kept per model object for the life of the process, so
+further videos colorized with the same model (a batch, the web app) export nothing. Needs ``pip install onnxruntime onnx onnxscript`` (``refcolor[onnx]``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+import weakref
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .errors import RefcolorError
+
+_SESSIONS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+class _Step(nn.Module):
+    """``model.step`` with plain tensor inputs and outputs (reference state and memory unpacked)."""
+
+    def __init__(self, model: nn.Module, heads: int, with_memory: bool, returns_memory: bool) -> None:
+        super().__init__()
+        self.model, self.heads = model, heads
+        self.with_memory, self.returns_memory = with_memory, returns_memory
+
+    def forward(self, l_block: Tensor, lab: Tensor, *tensors: Tensor):
+        from .models.network import RefState
+
+        keys, ab = list(tensors[: self.heads]), list(tensors[self.heads : 2 * self.heads])
+        memory = tensors[2 * self.heads] if self.with_memory else None
+        out, memory = self.model.step(l_block, RefState(keys=keys, ab=ab, lab=lab), memory)
+        return (out, memory) if self.returns_memory else out
+
+
+@contextlib.contextmanager
+def _sdpa_4d():
+    """3-D ``scaled_dot_product_attention`` (the linkage memory's) as 4-D with one head: the
+    same numbers, and the only form the dynamo exporter translates."""
+    import torch.nn.functional as F
+
+    original = F.scaled_dot_product_attention
+
+    def four_d(q, k, v, *args, **kwargs):
+        if q.dim() == 3:
+            return original(q[:, None], k[:, None], v[:, None], *args, **kwargs)[:, 0]
+        return original(q, k, v, *args, **kwargs)
+
+    F.scaled_dot_product_attention = four_d
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+def default_exporter(model: nn.Module) -> str:
+    """The TorchScript exporter for ``warp`` (seconds); the dynamo exporter for the presets, whose
+    backbone resizes to a traced size, which the TorchScript exporter cannot export."""
+    from .models.warp import WarpModel
+
+    return "torchscript" if isinstance(model, WarpModel) else "dynamo"
+
+
+def export_step(model: nn.Module, inputs: list[Tensor], heads: int, with_memory: bool, returns_memory: bool,
+                path: Path, exporter: str | None = None) -> None:
+    """Writes ``model.step`` for these input shapes as an ONNX graph at ``path``."""
+    names = ["l_block", "lab", *[f"key{i}" for i in range(heads)], *[f"ab{i}" for i in range(heads)]]
+    names += ["memory"] if with_memory else []
+    wrapper = _Step(model, heads, with_memory, returns_memory).eval()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
+        args = tuple(t.clone() for t in inputs)  # plain tensors, not inference tensors
+        if (exporter or default_exporter(model)) == "torchscript":
+            torch.onnx.export(wrapper, args, str(path), input_names=names, opset_version=17, dynamo=False)
+        else:
+            with _sdpa_4d(), contextlib.redirect_stdout(io.StringIO()):
+                torch.onnx.export(wrapper, args, str(path), input_names=names, opset_version=18, dynamo=True,
+                                  external_data=False, verbose=False)
+
+
+class OnnxStep:
+    """Callable like ``model.step(l_block, ref, memory) -> (ab, memory)``, run by ONNX Runtime."""
+
+    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
+        try:
+            import onnxruntime  # noqa: F401
+            import onnx  # noqa: F401
+        except ImportError:
+            raise RefcolorError("--backend onnx needs ONNX Runtime: pip install onnxruntime onnx onnxscript") from None
+        self.model = model
+        self.threads = threads or torch.get_num_threads()
+        self.sessions: dict[tuple, tuple] = _SESSIONS.setdefault(model, {})
+        self._dir = tempfile.TemporaryDirectory(prefix="refcolor-onnx-")
+
+    def _session(self, key: tuple, inputs: list[Tensor], heads: int, with_memory: bool, returns_memory: bool):
+        import onnxruntime as ort
+
+        path = Path(self._dir.name) / f"step{len(self.sessions)}.onnx"
+        export_step(self.model, inputs, heads, with_memory, returns_memory, path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        path.unlink()  # the session holds the graph
+        names = ["l_block", "lab", *[f"key{i}" for i in range(heads)], *[f"ab{i}" for i in range(heads)]]
+        names += ["memory"] if with_memory else []
+        used = {i.name for i in session.get_inputs()}  # warp does not read the reference's lab
+        self.sessions[key] = (session, [n in used for n in names], returns_memory)
+        return self.sessions[key]
+
+    def __call__(self, l_block: Tensor, ref, memory: Tensor | None):
+        heads = len(ref.keys)
+        inputs = [l_block, ref.lab, *ref.keys, *ref.ab] + ([memory] if memory is not None else [])
+        key = tuple(tuple(t.shape) for t in inputs) + (memory is None, self.threads)
+        if key not in self.sessions:
+            ab, new_memory = self.model.step(l_block, ref, memory)  # this block in PyTorch
+            self._session(key, inputs, heads, memory is not None, new_memory is not None)
+            return ab, new_memory
+        session, used, returns_memory = self.sessions[key]
+        names = [i.name for i in session.get_inputs()]
+        arrays = [t.detach().cpu().numpy() for t, u in zip(inputs, used) if u]
+        outputs = session.run(None, dict(zip(names, arrays)))
+        ab = torch.from_numpy(outputs[0])
+        return ab, (torch.from_numpy(outputs[1]) if returns_memory else memory)

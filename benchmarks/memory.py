@@ -140,6 +140,15 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def quarters(trace: list) -> list[float]:
+    """Median RSS in each quarter of a run's trace (the last sample, after the writers close, dropped)."""
+    import statistics
+
+    values = [mb for _, mb in trace[:-1]]
+    q = max(1, len(values) // 4)
+    return [statistics.median(values[i * q : (i + 1) * q] or values[-1:]) for i in range(4)]
+
+
 def report(rows: list[dict], info: dict, args) -> None:
     """Rows of other presets from an earlier run are kept (run presets separately if need be)."""
     rows = sorted(rows, key=lambda r: (r["preset"], r["length"]))
@@ -149,9 +158,13 @@ def report(rows: list[dict], info: dict, args) -> None:
              f"{100 * (r['peak_rss_mb'] / first[r['preset']] - 1):+.1f} %",
              f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-",
              f"{r['frames'] / r['seconds']:.2f}"] for r in rows]
+    # a leak shows as a trend of the RSS over the longest run, not only as a higher peak
+    trend = [[r["preset"], r["length"], *(f"{q:.0f}" for q in quarters(r["trace"]))] for r in rows if r.get("trace")]
     md = "\n".join([machine_line(info), "", f"Input {args.input} (HxW), working size {args.size}.", "",
                     table(["preset", "length", "frames written", "peak RSS MB", f"vs {min(lengths)} frames",
-                           "CUDA peak MB", "frames/s"], body)])
+                           "CUDA peak MB", "frames/s"], body),
+                    *(["", "Median RSS (MB) in each quarter of the longest run (sampled every 0.5 s):", "",
+                       table(["preset", "length", "1st quarter", "2nd", "3rd", "4th"], trend)] if trend else [])])
     write_results("memory", {"machine": info, "args": vars(args), "rows": rows}, md)
     plot(rows, RESULTS / "memory.png")
 

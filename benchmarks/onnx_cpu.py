@@ -72,8 +72,8 @@ def main() -> None:
              f"{r['max_diff_normalised']:.1e}", f"{r['max_dab']:.1e}", f"{r['export_s']:.0f}"] for r in rows]
     md = "\n".join([machine_line(info), "", f"One block N = {N} at {SIZE[0]}x{SIZE[1]}, CPU ms per frame, "
                     f"onnxruntime {rows[0]['ort_version'] if rows else '?'}:", "",
-                    table(["preset", "exporter", "PyTorch", "ONNX Runtime", "ORT speed-up", "max |diff| (normalised ab)",
-                           "max |delta ab|", "export s"], body)])
+                    table(["preset", "exporter", "PyTorch", "ONNX Runtime", "ORT speed-up", r"max \|diff\| (normalised ab)",
+                           r"max \|Δab\|", "export s"], body)])
     write_results("onnx_cpu", {"machine": info, "args": vars(args), "rows": rows}, md)
 
 

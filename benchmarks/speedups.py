@@ -91,7 +91,7 @@ def section_chunk(args) -> tuple[list, list]:
             print(name, c, f"{1000 * times[c] / N:.0f} ms/frame", flush=True)
     body = [[r["head"], r["chunk"], f"{r['ms_per_frame']:.0f}", f"{r['vs_4096']:.2f}x", f"{r['max_dab']:.1e}"] for r in rows]
     return rows, ["`nonlocal_warp` alone, one frame's correlation with a same-size reference (CPU ms per frame):", "",
-                  table(["head", "chunk (rows)", "ms/frame", "speed vs 4096", "max |delta ab|"], body)]
+                  table(["head", "chunk (rows)", "ms/frame", "speed vs 4096", r"max \|Δab\|"], body)]
 
 
 def section_channels_last(args) -> tuple[list, list]:
@@ -113,7 +113,7 @@ def section_channels_last(args) -> tuple[list, list]:
     body = [[r["preset"], f"{r['ms_contiguous']:.0f}", f"{r['ms_channels_last']:.0f}", f"{r['speedup']:.2f}x",
              f"{r['max_dab']:.1e}"] for r in rows]
     return rows, ["Network step (N = 3, 216x384), CPU ms per frame:", "",
-                  table(["preset", "contiguous", "channels_last", "speed-up", "max |delta ab|"], body)]
+                  table(["preset", "contiguous", "channels_last", "speed-up", r"max \|Δab\|"], body)]
 
 
 def section_convert(args) -> tuple[list, list]:
@@ -149,7 +149,7 @@ def section_convert(args) -> tuple[list, list]:
     body = [[r["stage"], f"{r['ms_before']:.0f}", f"{r['ms_after']:.0f}", f"{r['speedup']:.1f}x", f"{r['max_diff']:g}"]
             for r in rows]
     return rows, ["Full-resolution conversions at 1920x1080, CPU ms per frame (blocks of 3):", "",
-                  table(["stage", "before (kornia, whole block)", "after (refcolor.convert)", "speed-up", "max |difference|"], body)]
+                  table(["stage", "before (kornia, whole block)", "after (refcolor.convert)", "speed-up", r"max \|difference\|"], body)]
 
 
 def section_compile(args) -> tuple[list, list]:
@@ -180,7 +180,7 @@ def section_compile(args) -> tuple[list, list]:
              f"{r['speedup']:.2f}x", f"{r['max_dab']:.1e}"] for r in rows]
     return rows, ["`torch.compile` (inductor, CPU) of the network's step, N = 3 at 216x384, CPU ms per frame "
                   "(steady state, interleaved rounds):", "",
-                  table(["preset", "compile s (both graphs)", "eager", "compiled", "speed-up", "max |delta ab|"], body)]
+                  table(["preset", "compile s (both graphs)", "eager", "compiled", "speed-up", r"max \|Δab\|"], body)]
 
 
 SECTIONS = {"profile": section_profile, "chunk": section_chunk, "channels_last": section_channels_last,

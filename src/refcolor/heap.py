@@ -1,12 +1,16 @@
-"""Keep the process heap from drifting on long videos (glibc only; a no-op elsewhere).
+"""Hand freed heap memory back to the system between output segments (glibc only; else a no-op).
 
-glibc serves an allocation above ``M_MMAP_THRESHOLD`` with its own ``mmap`` and unmaps it on
-free, but by default the threshold *rises* to the size of every such block freed (up to
-32 MiB). After the first few full-resolution frames (6-25 MB at 1080p) are freed, later ones
-therefore come from the heaps of the three threads (decode, network, encode) and the resident
-size swings by the fragments each heap keeps: docs/PERFORMANCE.md measured peaks 0-5.6 % higher
-on 1,600 frames than on 100 with flat medians. Fixing the threshold (``mallopt`` turns the
-adaptation off) returns every frame-sized buffer to the system when it is freed.
+Video output is encoded in segments of 480 frames, each with its own H.264 encoder whose
+look-ahead holds tens of 1080p frames. When a segment's encoder is closed, glibc keeps most of
+what it freed in the heaps of the threads that used it (decode, network, encode), so the next
+encoder's buffers partly come from fresh pages and the resident size steps up a little at each
+segment boundary: docs/PERFORMANCE.md measured peaks 0-5.6 % higher on 1,600 frames than on 100,
+with flat medians. ``malloc_trim(0)`` after closing a segment returns those free pages.
+
+Measured and rejected: fixing glibc's mmap threshold at 1 MiB (every frame-sized buffer its own
+mapping) flattened the peaks (+0.6 % at 1,600 frames for ``paper``) but made an I/O-bound 1080p
+run 1.8x slower (754 against 400-420 ms/frame: fresh pages to fault in for every buffer);
+see benchmarks/heap.py.
 """
 from __future__ import annotations
 
@@ -14,25 +18,27 @@ import ctypes
 import ctypes.util
 import sys
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
-#: Blocks of at least this size get their own mapping: above any per-row or per-tile buffer,
-#: below a 1080p gray frame (2 MB).
-MMAP_THRESHOLD_BYTES = 1 << 20
-_done = False
+_trim = None
 
 
-def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Fix glibc's mmap threshold once per process; returns whether it was set."""
-    global _done
-    if _done:
-        return True
-    if not sys.platform.startswith("linux"):
+def _malloc_trim():
+    global _trim
+    if _trim is None:
+        _trim = False
+        if sys.platform.startswith("linux"):
+            try:
+                fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+                _trim = fn
+            except (OSError, AttributeError):  # musl or another libc
+                pass
+    return _trim
+
+
+def release_free_memory() -> bool:
+    """``malloc_trim(0)``: returns free heap pages of every arena to the system. True if it ran."""
+    fn = _malloc_trim()
+    if not fn:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc: nothing to tune
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _done = mallopt(M_MMAP_THRESHOLD, int(threshold)) == 1
-    return _done
+    fn(0)
+    return True

@@ -90,10 +90,8 @@ def colorize(
     ``on_progress(done, total)`` is called after each block (total 0 when unknown), e.g. by the
     web app for its progress bar; an exception it raises stops the run like Ctrl-C does.
     """
-    from .heap import pin_mmap_threshold
     from .video_write import open_writer
 
-    pin_mmap_threshold()  # constant memory on long videos (see heap.py)
     input_path, output = Path(input), Path(output)
     _check_paths(input_path, output, overwrite or resume)
     if segment_frames < 1:

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import RefcolorError
+from .heap import release_free_memory
 
 STATE_VERSION = 1
 
@@ -165,6 +166,7 @@ class SegmentWriter:
         self.current.close()
         self.work.commit(self.path, self.work.next_frame, self.frames, self.first_pts, self.kwargs.get("time_base"), memory)
         self.current = None
+        release_free_memory()  # the closed encoder's look-ahead goes back to the system (heap.py)
 
     def abort(self) -> None:
         """Drops the unfinished segment only: finished ones stay for ``--resume``."""

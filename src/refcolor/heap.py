@@ -4,8 +4,9 @@ Video output is encoded in segments of 480 frames, each with its own H.264 encod
 look-ahead holds tens of 1080p frames. When a segment's encoder is closed, glibc keeps most of
 what it freed in the heaps of the threads that used it (decode, network, encode), so the next
 encoder's buffers partly come from fresh pages and the resident size steps up a little at each
-segment boundary: docs/PERFORMANCE.md measured peaks 0-5.6 % higher on 1,600 frames than on 100,
-with flat medians. ``malloc_trim(0)`` after closing a segment returns those free pages.
+segment boundary: docs/PERFORMANCE.md measured peaks 0-6.8 % higher on 1,600 frames than on 100,
+with quarter medians within 3 %. ``malloc_trim(0)`` after closing a segment returns those free
+pages (an A/B gave 0.98x peak, within the run-to-run spread of 2-3 points).
 
 Measured and rejected: fixing glibc's mmap threshold at 1 MiB (every frame-sized buffer its own
 mapping) flattened the peaks (+0.6 % at 1,600 frames for ``paper``) but made an I/O-bound 1080p

@@ -93,7 +93,8 @@ class FrameSource:
 # ----------------------------------------------------------------------------- images
 
 
-def _natural_key(name: str):
+def natural_key(name: str):
+    """Sort key that orders digit runs by value: frame2.png before frame10.png."""
     return tuple(int(t) if i % 2 else t for i, t in enumerate(re.split(r"(\d+)", name.lower())))
 
 
@@ -177,7 +178,7 @@ def list_frame_files(folder: Path) -> list[Path]:
         p for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
     ]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 # ----------------------------------------------------------------------------- video

@@ -29,7 +29,7 @@ import torch
 
 from ..errors import RefcolorError
 from ..flow import FlowCache, FlowEstimator, build_flow
-from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, _natural_key, list_frame_files, open_source, read_image
+from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, list_frame_files, open_source, read_image
 from .baselines import BASELINE_NAMES, Method, ModelMethod, build_method, gray_from_rgb
 from .metrics import (PSNR_CAP, WE_SCALE, FIDMetric, LPIPSMetric, Unavailable, colorfulness, mean_psnr, psnr,
                       ssim, warp_error)
@@ -76,7 +76,7 @@ def discover_sequences(root: str | Path) -> list[Sequence]:
     davis = root / "JPEGImages" / "480p"
     base = davis if davis.is_dir() else root
     found: list[Sequence] = []
-    for p in sorted(base.iterdir(), key=lambda q: _natural_key(q.name)):
+    for p in sorted(base.iterdir(), key=lambda q: natural_key(q.name)):
         if p.name.startswith("."):
             continue
         if p.is_dir() and list_frame_files(p):

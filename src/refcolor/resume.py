@@ -95,7 +95,8 @@ def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> No
     """Joins the segments' video packets (no re-encoding), adds audio, renames onto ``output``."""
     import av
 
-    from .video_write import FORMATS, _mux_with_audio, _temp_name
+    from .audio_mux import mux_with_audio
+    from .video_write import FORMATS, _temp_name
 
     fmt = FORMATS[output.suffix.lower()]
     video_tmp = _temp_name(output.parent, output.stem, output.suffix.lower())
@@ -130,7 +131,7 @@ def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> No
         result = video_tmp
         if audio_from is not None:
             final_tmp = _temp_name(output.parent, output.stem, output.suffix.lower())
-            _mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
+            mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
             result = final_tmp
         os.replace(result, output)
     except (av.error.FFmpegError, OSError, ValueError) as exc:

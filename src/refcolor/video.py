@@ -338,4 +338,14 @@ def open_source(path: str | Path) -> FrameSource:
     return VideoFileSource(path)
 
 
-from .video_write import FrameFolderWriter, VideoWriter, open_writer  # noqa: E402,F401
+_WRITERS = ("FrameFolderWriter", "VideoWriter", "open_writer")
+
+
+def __getattr__(name: str):
+    """The writers live in video_write (which imports this module); re-exported lazily so that
+    either module can be imported first."""
+    if name in _WRITERS:
+        from . import video_write
+
+        return getattr(video_write, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

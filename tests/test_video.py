@@ -392,13 +392,3 @@ def test_output_timeline_starts_at_zero_and_keeps_audio_sync(tmp_path, av_video)
     assert float(next(iter(src)).pts * src.info.time_base) == pytest.approx(0.2, abs=1e-3)
     assert _audio_seconds(out2)[0] == pytest.approx(1.0, abs=0.1)
 
-
-@pytest.mark.parametrize("first", ["refcolor.video_write", "refcolor.audio_mux", "refcolor.resume", "refcolor.video"])
-def test_modules_import_in_any_order(first):
-    # video.py re-exports the writers of video_write, which imports video: a fresh interpreter
-    # importing either first must work (it used to fail for video_write)
-    import subprocess
-    import sys
-
-    code = f"import {first}; from refcolor.video import VideoWriter, open_writer; import refcolor.video_write"
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -60,7 +60,7 @@ def machine() -> dict:
 
 def build(preset: str):
     """``warp`` (ImageNet Lite0, no trained layer) or a preset with random-init weights:
-    speed does not depend on the values, and no trained ``lite`` weights ship yet."""
+    speed does not depend on the values (the packaged ``lite`` runs at the same speed)."""
     from refcolor.config import get_config
     from refcolor.models.network import build_model
     from refcolor.models.warp import build_warp_model
@@ -79,9 +79,11 @@ def source_clip() -> Path:
     return bikes_path()
 
 
-def make_gray_video(src: Path, dst: Path, height: int, width: int, frames: int, crf: int = 18) -> np.ndarray:
+def make_gray_video(src: Path, dst: Path, height: int, width: int, frames: int, crf: int = 18,
+                    options: dict[str, str] | None = None) -> np.ndarray:
     """Writes ``frames`` frames of ``src`` scaled to ``width``x``height`` as gray H.264 (the clip
-    is looped when shorter); returns the first frame in color at that size (a reference)."""
+    is looped when shorter; ``options``: more libx264 options); returns the first frame in color
+    at that size (a reference)."""
     import av
 
     reference = None
@@ -89,7 +91,7 @@ def make_gray_video(src: Path, dst: Path, height: int, width: int, frames: int, 
     with av.open(str(dst), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.options = {"crf": str(crf), **(options or {})}
         while written < frames:
             with av.open(str(src)) as inp:
                 vin = inp.streams.video[0]
@@ -135,6 +137,8 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def machine_line(info: dict) -> str:
+    # The load average lags by a minute (it counts the previous benchmark too): say what was
+    # running beside a run in the docs, not here.
     return (f"Measured {info['date']} on {info['cpu']} ({info['nproc']} cores), torch {info['torch']} with "
-            f"{info['torch_threads']} thread(s), load average {info['load_average'][0]:.1f} (a training job "
-            "uses one core beside it): compare figures as ratios within this table, not across runs.")
+            f"{info['torch_threads']} thread(s), 1-minute load average {info['load_average'][0]:.1f} at the start: "
+            "compare figures as ratios within this table, not across runs.")

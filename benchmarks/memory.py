@@ -27,7 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-from common import RESULTS, build, machine, machine_line, save_reference, set_threads, source_clip, table, write_results
+from common import (RESULTS, build, machine, machine_line, make_gray_video, save_reference, set_threads, source_clip,
+                    table, write_results)
 
 LOOP = 100
 
@@ -35,27 +36,9 @@ LOOP = 100
 def make_inputs(tmp: Path, lengths: list[int], height: int, width: int) -> tuple[dict[int, Path], Path]:
     """1080p gray videos of each length (``LOOP`` encoded frames, repeated by remuxing) + a reference."""
     import av
-    import numpy as np
 
-    base = tmp / "base.mp4"
-    reference = None
-    with av.open(str(source_clip())) as inp, av.open(str(base), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "16", "bf": "0", "g": str(LOOP)}
-        for i, vf in enumerate(inp.decode(video=0)):
-            if i == LOOP:
-                break
-            scaled = vf.reformat(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-            if reference is None:
-                reference = scaled.to_ndarray()
-            gray = np.repeat(scaled.reformat(format="gray").to_ndarray()[..., None], 3, axis=-1)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(gray), format="rgb24")
-            frame.pts = i
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
+    base = tmp / "base.mp4"  # one closed GOP of LOOP frames, so that remuxed copies decode alone
+    reference = make_gray_video(source_clip(), base, height, width, LOOP, crf=16, options={"bf": "0", "g": str(LOOP)})
     with av.open(str(base)) as inp:
         vin = inp.streams.video[0]
         packets = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in inp.demux(vin) if p.size]

@@ -11,6 +11,10 @@ Sections (interleaved rounds, the best of ``--rounds`` CPU times kept):
 * ``convert``: full-resolution L and Lab -> RGB at 1080p, kornia on whole blocks (before) vs
   ``refcolor.convert`` (after).
 * ``compile``: ``torch.compile`` of the step of ``warp`` and ``lite`` (compile time, speed).
+* ``gemm``: the multiply-adds per second this CPU reaches at all (a 2048^3 fp32 matrix product,
+  1 and 2 threads): the ceiling that the networks' MAC counts are divided by.
+* ``stages``: one block's wall time split by the network's named steps (backbone, correspondence,
+  linkage, non-local warp, colorization) for ``--stage-presets`` (default lite, paper).
 Writes benchmarks/results/speedups.{json,md}; max |delta ab| is in CIELAB units (ab in [-110, 110]).
 """
 from __future__ import annotations
@@ -61,6 +65,76 @@ def section_profile(args) -> tuple[list, list]:
     body = [[r["preset"], r["op"], f"{100 * r['share']:.1f} %", r["calls"]] for r in rows]
     return rows, ["Self CPU time of one block (N = 3, 216x384) by operator, top 6:", "",
                   table(["preset", "operator", "share", "calls"], body)]
+
+
+def _timed(module_or_fn, key: str, spent: dict):
+    """Wrap a callable so its wall time adds to ``spent[key]``."""
+    @functools.wraps(module_or_fn)
+    def wrapper(*a, **kw):
+        start = time.perf_counter()
+        out = module_or_fn(*a, **kw)
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+        return out
+    return wrapper
+
+
+def section_gemm(args) -> tuple[list, list]:
+    """GMAC/s of a 2048^3 fp32 matmul (the best of ``--rounds`` x 5 products) with 1 and 2 threads."""
+    rows = []
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        torch.mm(a, b)
+        best = float("inf")
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            for _ in range(5):
+                torch.mm(a, b)
+            best = min(best, (time.perf_counter() - start) / 5)
+        rows.append({"threads": threads, "gmac_per_s": 2048**3 / best / 1e9})
+    torch.set_num_threads(args.threads)
+    body = [[r["threads"], f"{r['gmac_per_s']:.1f}"] for r in rows]
+    return rows, ["fp32 matrix product 2048 x 2048 x 2048 (torch.mm), best of the rounds:", "",
+                  table(["torch threads", "GMAC/s"], body)]
+
+
+def section_stages(args) -> tuple[list, list]:
+    """Wall time of one steady-state block by named step (the block of the best of ``--rounds``)."""
+    from refcolor.models import network
+
+    rows = []
+    for preset in args.stage_presets:
+        model = build(preset)
+        l, ref = inputs()
+        spent: dict = {}
+        parts = {"backbone": (model.backbone, ("taps", "assemble", "match_features")),
+                 "correspondence": (model.correspondence, ("embed_high", "augment", "fuse", "heads")),
+                 "linkage": (model.linkage, ("read", "write")), "colorization": (model.colorization, ("forward",))}
+        for key, (module, names) in parts.items():
+            for name in names if module is not None else ():
+                setattr(module, name, _timed(getattr(module, name), key, spent))
+        original = network.nonlocal_warp
+        network.nonlocal_warp = _timed(original, "non-local warp", spent)
+        best, best_total = None, float("inf")
+        try:
+            with torch.inference_mode():
+                state = model.encode_reference(ref)
+                _, memory = model.step(l, state, None)  # steady state: the linkage memory is read and written
+                for _ in range(args.rounds):
+                    spent.clear()
+                    start = time.perf_counter()
+                    model.step(l, state, memory)
+                    total = time.perf_counter() - start
+                    if total < best_total:
+                        best, best_total = dict(spent), total
+        finally:
+            network.nonlocal_warp = original
+        best["other"] = best_total - sum(best.values())
+        for key, value in best.items():
+            rows.append({"preset": preset, "stage": key, "s_per_frame": value / N, "share": value / best_total})
+    body = [[r["preset"], r["stage"], f"{1000 * r['s_per_frame']:.0f}", f"{100 * r['share']:.1f} %"] for r in rows]
+    return rows, [f"Wall time of one block (N = {N}, {SIZE[0]}x{SIZE[1]}) by named step, best of {args.rounds}:", "",
+                  table(["preset", "step", "ms per frame", "share"], body)]
 
 
 def section_chunk(args) -> tuple[list, list]:
@@ -184,7 +258,8 @@ def section_compile(args) -> tuple[list, list]:
 
 
 SECTIONS = {"profile": section_profile, "chunk": section_chunk, "channels_last": section_channels_last,
-            "convert": section_convert, "compile": section_compile}
+            "convert": section_convert, "compile": section_compile, "stages": section_stages,
+            "gemm": section_gemm}
 
 
 def main() -> None:
@@ -193,6 +268,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--compile-presets", nargs="+", default=["warp", "lite"])
+    parser.add_argument("--stage-presets", nargs="+", default=["lite", "paper"])
     args = parser.parse_args()
     set_threads(args.threads)
     info = machine()

@@ -6,8 +6,8 @@
     python benchmarks/throughput.py --device cuda --amp --name throughput-cuda-bf16  # bf16 autocast
 
 The network alone (``step`` on normalised L blocks, linkage memory carried between blocks),
-with random-init weights for the presets (speed does not depend on the values; no trained
-``lite`` weights ship yet) and the ImageNet backbone for ``warp``. The reference is encoded
+with random-init weights for the presets (speed does not depend on the values; the
+packaged ``lite`` runs at the same speed) and the ImageNet backbone for ``warp``. The reference is encoded
 once, outside the timing. Each cell: one untimed warm-up block, then blocks until
 ``--min-seconds``. A cell whose warm-up frame takes longer than ``--slow`` seconds is measured
 on one block of N = 1 and N = 3 only, above 4x that on one frame (stated in the output). Wall time and process CPU time are

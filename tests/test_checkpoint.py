@@ -90,26 +90,6 @@ def test_default_model_is_lite_only_when_its_shipped_weights_are_marked_default(
     assert checkpoint.resolve_default("warp") == "warp"
 
 
-def test_export_marks_the_default_only_when_asked(tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
-    from refcolor import checkpoint
-
-    spec = importlib.util.spec_from_file_location("export_model", Path(__file__).parents[1] / "tools" / "export_model.py")
-    export_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_model)
-    src = tmp_path / "trained.safetensors"
-    save_model(build_model(get_config("lite", pretrained=False, memory_grid=(2, 2))), src)
-    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path / "weights")
-    diff = export_model.export(src, tmp_path / "weights" / "lite.safetensors")
-    assert diff < 1e-2  # fp16 round trip keeps the colors (normalised ab)
-    assert checkpoint.resolve_default("default") == "warp"
-    assert load_model("lite").cfg.preset == "lite"  # offered by name all the same
-    export_model.export(src, tmp_path / "weights" / "lite.safetensors", as_default=True)
-    assert checkpoint.resolve_default("default") == "lite"
-
-
 def test_packaged_lite_weights_load_offline_and_colorize():
     from refcolor import checkpoint
 

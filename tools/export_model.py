@@ -3,9 +3,10 @@
     python tools/export_model.py runs/lite-v2/model-best.safetensors \
         --out src/refcolor/weights/lite.safetensors --note "step 1200 EMA, val 37.4 dB"
 
-``--as-default`` marks the weights as what ``default`` means (metadata ``default = "yes"``):
-only for a model that passed the default model's bars on davis16-dev (docs/MODEL.md).
-Without it the packaged weights load with ``--model lite`` and ``default`` stays ``warp``.
+``--as-default --report REPORT.json`` marks the weights as what ``default`` means (metadata
+``default = "yes"``), and only when that report (``refcolor evaluate --baselines`` on the whole of
+davis16-dev, with this model) shows the default model's bars met (``default_bars``); otherwise it
+refuses. Without it the packaged weights load with ``--model lite`` and ``default`` stays ``warp``.
 
 The weights are stored in float16 (half the size; ``load_model`` casts back to float32, and
 the round trip changes ab by far less than one 8-bit level, checked here before writing).
@@ -13,6 +14,7 @@ the round trip changes ab by far less than one 8-bit level, checked here before 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +24,32 @@ from refcolor.checkpoint import load_model, read_checkpoint, save_model
 from refcolor.errors import RefcolorError
 
 MAX_MB = 25.0
+
+
+def default_bars(report: dict, method: str | None = None) -> list[str]:
+    """The default model's bars (docs/MODEL.md) against a ``refcolor evaluate`` report.json: the
+    list of those missed, empty when every bar is met. ``method``: the model's row (default: the
+    report's only trained model)."""
+    config, mean = report.get("config", {}), report.get("mean", {})
+    if Path(str(config.get("data", ""))).name != "davis16-dev" or config.get("sequences") or config.get("max_frames"):
+        return ["the report is not a full davis16-dev run"]
+    if not config.get("baselines"):
+        return ["the report has no baselines (run refcolor evaluate with --baselines)"]
+    if method is None:
+        models = [m["name"] for m in report.get("methods", []) if m.get("kind") == "model" and m["name"] != "warp"]
+        if len(models) != 1:
+            return [f"name the model's row with --method (the report has {models or 'none'})"]
+        method = models[0]
+    if method not in mean:
+        return [f"no row {method!r} in the report"]
+    m, warp, glob, gt = mean[method], mean["warp"], mean["global transfer"], mean["ground truth"]
+    checks = [
+        (m["PSNR"] >= warp["PSNR"] + 1.0, f"PSNR {m['PSNR']:.2f} < warp {warp['PSNR']:.2f} + 1.0 dB"),
+        (m["PSNR"] >= glob["PSNR"] + 2.5, f"PSNR {m['PSNR']:.2f} < global transfer {glob['PSNR']:.2f} + 2.5 dB"),
+        (m["WE"] <= 0.9 * warp["WE"], f"WE {m['WE']:.3f} > 90 % of warp's {warp['WE']:.3f}"),
+        (m["COLOR"] >= 0.9 * gt["COLOR"], f"COLOR {m['COLOR']:.2f} < 90 % of the ground truth's {gt['COLOR']:.2f}"),
+    ]
+    return [why for ok, why in checks if not ok]
 
 
 def export(src: Path, out: Path, note: str = "", as_default: bool = False) -> float:
@@ -52,9 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("src/refcolor/weights/lite.safetensors"))
     p.add_argument("--note", default="")
-    p.add_argument("--as-default", action="store_true", help="mark the weights as the default model")
+    p.add_argument("--as-default", action="store_true", help="mark the weights as the default model (needs --report)")
+    p.add_argument("--report", type=Path, help="report.json of `refcolor evaluate --baselines` on davis16-dev with this model")
+    p.add_argument("--method", help="the model's row in --report (default: its only trained model)")
     args = p.parse_args(argv)
     try:
+        if args.as_default:
+            if args.report is None or not args.report.is_file():
+                raise RefcolorError("--as-default needs --report: a davis16-dev report.json of this model")
+            missed = default_bars(json.loads(args.report.read_text()), args.method)
+            if missed:
+                raise RefcolorError("not the default: " + "; ".join(missed))
         diff = export(args.checkpoint, args.out, args.note, args.as_default)
     except RefcolorError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -4,7 +4,7 @@
 ``warp`` (training-free), a preset name (the weights shipped in ``refcolor/weights``),
 or a path to a ``.safetensors`` file written by ``save_model``. ``default`` is the shipped
 ``lite`` model when its weights are in the package *and* were exported as the default
-(``tools/export_model.py --as-default``, metadata ``default = "yes"``), else ``warp``
+(``tools/export_model.py --as-default --report``, metadata ``default = "yes"``), else ``warp``
 (decided at call time). The two are separate because shipped weights can be worth offering
 (``--model lite``) before they beat ``warp`` on every bar of the default (docs/MODEL.md).
 """

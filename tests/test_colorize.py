@@ -183,3 +183,18 @@ def test_bad_input(case, expect, real_inputs, tmp_path, gray_ref, capsys):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing half-written
     if case == "output_exists":
         assert out.read_bytes() == b"keep me"
+
+
+def test_torch_threads_option(real_inputs, tmp_path, capsys):
+    import torch
+
+    gray, ref = real_inputs
+    before = torch.get_num_threads()
+    try:
+        out = tmp_path / "one"
+        assert main(["colorize", str(ref), "-r", str(ref), "-o", str(out), "--size", SIZE, "-q", "--torch-threads", "1"]) == 0
+        assert torch.get_num_threads() == 1 and len(list(out.glob("*.png"))) == 1
+        err = run_error(["colorize", str(gray), "-r", str(ref), "-o", str(tmp_path / "x.mp4"), "--torch-threads", "0"], capsys)
+        assert "--torch-threads must be at least 1" in err
+    finally:
+        torch.set_num_threads(before)

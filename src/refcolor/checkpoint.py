@@ -28,15 +28,18 @@ SHIPPED_DEFAULT = "lite"  # the trained preset that `default` means once its wei
 DEFAULT_FLAG = "default"  # metadata key; "yes" on weights exported with --as-default
 
 
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (its header only; no tensor is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
 def is_marked_default(path: Path) -> bool:
     """True when ``path`` is a readable checkpoint whose metadata says ``default = "yes"``."""
-    if not path.is_file():
-        return False
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get(DEFAULT_FLAG) == "yes"
+        return path.is_file() and read_metadata(path).get(DEFAULT_FLAG) == "yes"
     except (SafetensorError, OSError, ValueError):
         return False
 
@@ -67,10 +70,7 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     if path.suffix != ".safetensors":
         raise RefcolorError(f"{path}: checkpoints load from .safetensors files only (no pickle)")
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        meta = read_metadata(path)
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise RefcolorError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None

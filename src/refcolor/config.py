@@ -31,7 +31,18 @@ class ModelConfig:
     # reproduces ``warp`` and training only has to improve on it.
     raw_keys: bool = False
     raw_head_init: float = 1e-3  # std of head 1's weights when raw_keys: starts as the warp
-    tau: float = 0.01  # softmax temperature, the paper's gamma
+    # Matching that learning can move (Quality issue; QUALITY-NOTES "learned matching"). With
+    # key_mix, head 1's raw taps and its learned part are normalised separately and mixed by a
+    # learned weight m (correlation = (1 - m) raw + m learned), so the learned part cannot stay a
+    # small fraction of the key's norm. key_proj_hidden > 0 adds a learned 2-layer projection of
+    # the raw taps computed at h4 (not up-sampled from the fusion grid). The defaults keep the
+    # older checkpoints' architecture, whose configs lack these keys.
+    key_mix: bool = False
+    key_mix_init: float = 0.1  # initial m
+    key_proj_hidden: int = 0  # hidden width of the h4 projection of the raw taps (0 = none)
+    tau: float = 0.01  # softmax temperature, the paper's gamma (initial value when learn_tau)
+    learn_tau: bool = False  # tau becomes a parameter, bounded to tau_range
+    tau_range: tuple[float, float] = (0.005, 0.03)  # above ~0.03 colors wash out (QUALITY-NOTES)
     alpha: float = 0.75  # initial weight of the augmented head's parametric add
     num_res_blocks: int = 3
     num_ct_blocks: int = 3  # CNN-Transformer blocks augmenting R_high
@@ -64,6 +75,13 @@ class ModelConfig:
         for h in (self.corr_heads, self.heads):
             if self.token_dim % h:
                 raise RefcolorError(f"token_dim {self.token_dim} is not divisible by {h} heads")
+        lo, hi = self.tau_range
+        if self.learn_tau and not 0 < lo < self.tau < hi:
+            raise RefcolorError(f"tau {self.tau} must lie inside tau_range ({lo}, {hi})")
+        if self.key_mix and not 0 < self.key_mix_init < 1:
+            raise RefcolorError("key_mix_init must lie in (0, 1)")
+        if (self.key_mix or self.key_proj_hidden) and not self.raw_keys:
+            raise RefcolorError("key_mix and key_proj_hidden need raw_keys=True")
         if self.use_linkage and not self.use_transformer:
             # The linkage memory reads and writes Transformer-branch tokens (Eq. 6-7):
             # without that branch there is nothing to link (Table 2 removes both together).
@@ -91,7 +109,7 @@ class ModelConfig:
             raise RefcolorError(f"model config is not valid JSON: {err}") from None
         if not isinstance(data, dict):
             raise RefcolorError("model config must be a JSON object")
-        for key in ("memory_grid", "color_channels"):
+        for key in ("memory_grid", "color_channels", "tau_range"):
             if key in data and isinstance(data[key], list):
                 data[key] = tuple(data[key])
         return ModelConfig().replace(**data)
@@ -115,6 +133,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         color_ct_blocks=1,
         color_scale=2,
         raw_keys=True,
+        key_mix=True,
+        key_proj_hidden=128,
+        learn_tau=True,
     ),
 }
 

@@ -110,7 +110,8 @@ def test_untrained_lite_reproduces_warp():
     from refcolor.models.warp import WarpModel
 
     torch.manual_seed(0)
-    net = build_model(get_config("lite")).eval()
+    # key_mix starts with the learned part at m = 0.1 of the correlation; at m -> 0 head 1 is the warp's
+    net = build_model(get_config("lite", key_mix_init=1e-6)).eval()
     warp = WarpModel(net.backbone).eval()
     rgb = torch.from_numpy(np.ascontiguousarray(data.astronaut())).permute(2, 0, 1)[None].float() / 255
     lab = normalize_lab(rgb_to_lab(F.interpolate(rgb, size=(64, 64), mode="area")))
@@ -122,3 +123,48 @@ def test_untrained_lite_reproduces_warp():
     assert (w1 - ab_warp[0]).abs().max() < 2e-3
     assert (out.ab - ab_warp).abs().mean() < 0.01  # the colorization residual starts near zero
     assert out.warped[0].shape[-2:] == (16, 16) and out.warped[1].shape[-2:] == (8, 8)  # h4 and h8 heads
+
+
+def test_key_mix_weights_raw_and_learned_correlations():
+    """key_mix: head 1's key is unit-norm and its cosine is (1 - m) raw + m learned, whatever the
+    learned part's scale (the shipped weights' learned part was ~10 % of a joint norm)."""
+    from refcolor.models.correspondence import center_normalize
+
+    net = make("lite")
+    cs = net.correspondence
+    g = torch.Generator().manual_seed(3)
+    raw, learned = torch.randn(2, 176, 5, 7, generator=g), torch.randn(2, 64, 5, 7, generator=g) * 1e-3
+    key = cs._mix(raw, learned)
+    assert torch.allclose(key.norm(dim=1), torch.ones(2, 35), atol=1e-5)
+    m = torch.sigmoid(cs.key_mix_logit).item()
+    assert abs(m - 0.1) < 1e-6
+    r, l_ = center_normalize(raw.flatten(2)), center_normalize(learned.flatten(2))
+    want = (1 - m) * torch.einsum("bkp,bkq->bpq", r, r) + m * torch.einsum("bkp,bkq->bpq", l_, l_)
+    assert torch.allclose(torch.einsum("bkp,bkq->bpq", key, key), want, atol=1e-5)
+
+
+def test_learned_tau_stays_in_its_range():
+    net = make("lite")
+    cs = net.correspondence
+    assert abs(float(cs.temperature()) - 0.01) < 1e-6
+    lo, hi = net.cfg.tau_range
+    for logit in (-50.0, 50.0):
+        with torch.no_grad():
+            cs.tau_logit.fill_(logit)
+        assert lo - 1e-8 <= float(cs.temperature()) <= hi + 1e-8  # float32 ends
+    with pytest.raises(RefcolorError, match="tau_range"):
+        get_config("lite", tau=0.05)
+
+
+def test_old_checkpoint_configs_keep_their_architecture():
+    """Checkpoints written before key_mix / key_proj / learned tau carry configs without those
+    keys: they must rebuild the old architecture (so their weights load strictly)."""
+    import json
+
+    old = json.loads(get_config("lite").to_json())
+    for key in ("key_mix", "key_mix_init", "key_proj_hidden", "learn_tau", "tau_range"):
+        old.pop(key)
+    cfg = type(get_config("lite")).from_json(json.dumps(old))
+    assert not cfg.key_mix and cfg.key_proj_hidden == 0 and not cfg.learn_tau
+    net = build_model(cfg.replace(pretrained=False))
+    assert net.correspondence.key_proj is None and not hasattr(net.correspondence, "tau_logit")

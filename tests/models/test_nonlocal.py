@@ -68,3 +68,18 @@ def test_real_photo_warp_on_pretrained_features():
     err_moved = (moved[0, 0][..., 24:-24] - expected[0]).abs().mean().item()
     baseline = (ab_small[0][..., 24:-24] - expected[0]).abs().mean().item()  # not following the shift
     assert err_moved < 0.5 * baseline, (err_moved, baseline)
+
+
+def test_warp_runs_in_fp32_under_autocast():
+    """At tau = 0.01 bf16 logits are off by 0.2-0.4: the correlation and softmax stay fp32."""
+    g = torch.Generator().manual_seed(0)
+    q = center_normalize(torch.randn(1, 32, 40, generator=g))[:, None]
+    k = center_normalize(torch.randn(1, 32, 50, generator=g))
+    v = torch.rand(1, 2, 50, generator=g)
+    want, s_want = nonlocal_warp(q, k, v, 0.01)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, s_got = nonlocal_warp(q.bfloat16(), k, v, torch.tensor(0.01))
+    assert got.dtype == torch.float32 and s_got.dtype == torch.float32
+    # the only difference left is the bf16 rounding of the query itself
+    ref, _ = nonlocal_warp(q.bfloat16().float(), k, v, 0.01)
+    assert torch.allclose(got, ref, atol=1e-6)

@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    from ..cpu_math import flush_denormals
+
+    flush_denormals()  # CPU only; CUDA math is unaffected (cpu_math.py)
     start = time.perf_counter()
     summary, grids = evaluate(cfg)
     summary["command"] = command_line(args)

@@ -6,10 +6,14 @@ Named steps, called by ``RefColorNet``:
   ``fuse``        R'_high + R_low -> R' (residual blocks, feat_channels at h4)
   ``heads``       R' -> one or two normalised non-local heads (the augmented head adds alpha*proj(R'_high));
                   with ``raw_keys`` head 1 is [raw matching taps, head1(R') up-sampled] at h4
+                  (with ``key_mix``: each part normalised on its own, mixed by a learned weight)
+  ``temperature`` tau of Eq. 2, fixed or learned within ``tau_range``
 and the functional ``nonlocal_warp`` (Eq. 1-3), computed frame by frame and in row chunks so
 that no (N*P)^2 matrix is ever built.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +32,24 @@ def center_normalize(feat: Tensor) -> Tensor:
     return feat / feat.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
 
-def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float, chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """Eq. 2-3 for one head, bounded memory.
+def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """Eq. 2-3 for one head, bounded memory, always in fp32.
 
     query: B,N,K,P (centred + normalised per frame); key: B,K,Pr (reference, normalised);
     value: B,C,Pr (reference chroma). Returns W: B,N,C,P and S: B,N,1,P.
     The correlation of one frame is built ``chunk`` rows at a time (1024: 1.09-1.15x faster than
     4096 at 216x384 with identical output, docs/PERFORMANCE.md; the rows stay in cache): peak extra memory is
     B*chunk*Pr floats, independent of N and of the video's length.
+    Under autocast the correlation and softmax still run in fp32: at tau = 0.01 the logits span
+    about +-100 and bf16 puts errors of 0.2-0.4 on them (Quality issue).
     """
+    with torch.autocast(query.device.type, enabled=False):
+        return _warp_fp32(query.float(), key.float(), value.float(), tau)
+
+
+def _warp_fp32(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    if isinstance(tau, Tensor):
+        tau = tau.float()
     b, n, _, p = query.shape
     warped, similarity = [], []
     for i in range(n):
@@ -46,7 +59,7 @@ def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float, chunk: 
             corr = torch.einsum("bkp,bkr->bpr", q, key)  # Eq. 1 (cosine of centred features)
             s_rows.append(corr.amax(dim=-1))  # Eq. 3
             # Eq. 2; at inference the scaling reuses the correlation's memory (no second B*p*Pr tensor).
-            logits = corr / tau if corr.requires_grad else corr.mul_(1.0 / tau)
+            logits = corr / tau if (corr.requires_grad or isinstance(tau, Tensor)) else corr.mul_(1.0 / tau)
             attn = torch.softmax(logits, dim=-1)
             w_rows.append(torch.einsum("bpr,bcr->bcp", attn, value))
         warped.append(torch.cat(w_rows, dim=-1))
@@ -68,7 +81,7 @@ class ResidualBlock(nn.Module):
 
 
 class CorrespondenceSubnet(nn.Module):
-    def __init__(self, cfg: ModelConfig, low_channels: int, high_channels: int) -> None:
+    def __init__(self, cfg: ModelConfig, low_channels: int, high_channels: int, raw_channels: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         c, d = cfg.feat_channels, cfg.token_dim
@@ -86,6 +99,17 @@ class CorrespondenceSubnet(nn.Module):
             # Adam grows them at a rate independent of their size.
             nn.init.normal_(self.head1.weight, std=cfg.raw_head_init)
             nn.init.zeros_(self.head1.bias)
+        self.key_proj = None
+        if cfg.key_proj_hidden > 0:  # learned key of the raw taps, at their h4 grid
+            self.key_proj = nn.Sequential(nn.Conv2d(raw_channels, cfg.key_proj_hidden, 1), nn.ReLU(inplace=True),
+                                          nn.Conv2d(cfg.key_proj_hidden, k, 1))
+        if cfg.key_mix:
+            m = cfg.key_mix_init
+            self.key_mix_logit = nn.Parameter(torch.tensor(math.log(m / (1 - m))))
+        if cfg.learn_tau:
+            lo, hi = cfg.tau_range
+            u = (cfg.tau - lo) / (hi - lo)
+            self.tau_logit = nn.Parameter(torch.tensor(math.log(u / (1 - u))))
         if cfg.double_head:
             self.head2 = nn.Conv2d(c, k, 1)
             self.augment_proj = nn.Conv2d(c, k, 1)  # parametric projection of R'_high
@@ -94,6 +118,13 @@ class CorrespondenceSubnet(nn.Module):
     @property
     def num_heads(self) -> int:
         return 2 if self.cfg.double_head else 1
+
+    def temperature(self) -> float | Tensor:
+        """tau of Eq. 2: the config's constant, or tau_lo + (tau_hi - tau_lo) * sigmoid(logit)."""
+        if not self.cfg.learn_tau:
+            return self.cfg.tau
+        lo, hi = self.cfg.tau_range
+        return lo + (hi - lo) * torch.sigmoid(self.tau_logit.float())
 
     def token_grid(self, n: int, h8: int, w8: int) -> Grid:
         pool = self.cfg.token_pool
@@ -127,14 +158,33 @@ class CorrespondenceSubnet(nn.Module):
         the raw taps' h4 grid for head 1 with ``raw_keys``; ``head_grid`` says which."""
         grid_size = feat.shape[-2:]
         first = self.head1(feat)
+        mixed = None
         if raw is not None:
             if first.shape[-2:] != raw.shape[-2:]:
                 first = F.interpolate(first, size=raw.shape[-2:], mode="bilinear", align_corners=False)
-            first = torch.cat([raw, first], dim=1)
+            if self.key_proj is not None:
+                first = first + self.key_proj(raw)
+            if self.cfg.key_mix:
+                mixed = self._mix(raw, first)
+            else:
+                first = torch.cat([raw, first], dim=1)
         out = [first]
         if self.cfg.double_head:
             aug = self.augment_proj(high_aug)
             if aug.shape[-2:] != grid_size:
                 aug = F.interpolate(aug, size=grid_size, mode="bilinear", align_corners=False)
             out.append(self.head2(feat) + self.alpha * aug)  # the augmented head
-        return [center_normalize(h.flatten(2)) for h in out]
+        with torch.autocast(feat.device.type, enabled=False):
+            keys = [center_normalize(h.flatten(2).float()) for h in out]
+        if mixed is not None:
+            keys[0] = mixed
+        return keys
+
+    def _mix(self, raw: Tensor, learned: Tensor) -> Tensor:
+        """[sqrt(1 - m) raw, sqrt(m) learned], each part centred and normalised on its own:
+        a unit key whose cosine is (1 - m) cos_raw + m cos_learned. B,C_raw+K,P."""
+        with torch.autocast(raw.device.type, enabled=False):
+            m = torch.sigmoid(self.key_mix_logit.float())
+            r = center_normalize(raw.flatten(2).float())
+            g = center_normalize(learned.flatten(2).float())
+            return torch.cat([r * (1 - m).sqrt(), g * m.sqrt()], dim=1)

@@ -62,7 +62,8 @@ class RefColorNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone if backbone is not None else build_backbone(cfg.backbone, cfg.pretrained)
-        self.correspondence = CorrespondenceSubnet(cfg, self.backbone.low_channels, self.backbone.high_channels)
+        self.correspondence = CorrespondenceSubnet(cfg, self.backbone.low_channels, self.backbone.high_channels,
+                                                   self.backbone.match_channels)
         self.colorization = ColorizationSubnet(cfg, self.correspondence.num_heads)
         self.linkage = LinkageMemory(cfg.token_dim, cfg.memory_grid) if cfg.use_linkage else None
 
@@ -108,8 +109,9 @@ class RefColorNet(nn.Module):
         cs = self.cfg.color_scale  # the colorization subnet runs at (h, w) / cs
         hc, wc = h // cs, w // cs
         warped, similarity, guidance = [], [], []
+        tau = self.correspondence.temperature()
         for q, k, v, (gh, gw) in zip(heads, ref.keys, ref.ab, sizes):
-            wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, v, self.cfg.tau)
+            wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, v, tau)
             wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
             warped.append(wk)
             similarity.append(sk)

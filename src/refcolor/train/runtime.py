@@ -140,3 +140,44 @@ def any_rank(flag: bool, world: int, device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t)
     return bool(t.item() > 0)
+
+
+# Scalar parameters of the matching (tau, the key mix, the augmented head's alpha): with the
+# network's lr 1e-4 they barely move in a CPU budget (alpha went 0.75 -> 0.754 in 2,000 steps),
+# so they get their own learning rate ``lr_scalars``.
+SCALAR_PARAMS = ("correspondence.tau_logit", "correspondence.key_mix_logit", "correspondence.alpha")
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: trainable backbone (lr_backbone), matching scalars (lr_scalars), the rest (lr)."""
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    scalars = [p for n, p in named if n in SCALAR_PARAMS]
+    groups = [
+        {"params": [p for _, p in named if id(p) in backbone_ids], "base_lr": cfg.lr_backbone},
+        {"params": [p for n, p in named if id(p) not in backbone_ids and n not in SCALAR_PARAMS], "base_lr": cfg.lr},
+        {"params": scalars, "base_lr": cfg.lr_scalars, "weight_decay": 0.0},
+    ]
+    return [dict(g, lr=g["base_lr"]) for g in groups if g["params"]]
+
+
+def load_init_weights(model: torch.nn.Module, path: str, preset: str) -> list[str]:
+    """Start from a refcolor checkpoint. Parameters the checkpoint lacks keep their
+    initialisation only if they belong to parts that the older architecture did not have
+    (learned key projection, key mix, learned tau); anything else must match. Returns the
+    names left at initialisation (logged by the caller)."""
+    from ..checkpoint import read_checkpoint
+    from ..errors import RefcolorError
+
+    _, tensors, _ = read_checkpoint(path)
+    new_parts = ("correspondence.key_proj.", "correspondence.key_mix_logit", "correspondence.tau_logit")
+    try:
+        result = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:
+        raise RefcolorError(f"init_from {path}: weights do not fit preset {preset}: {str(err)[:200]}") from None
+    bad = [k for k in result.missing_keys if not k.startswith(new_parts)] + list(result.unexpected_keys)
+    if bad:
+        raise RefcolorError(f"init_from {path}: weights do not fit preset {preset}: {', '.join(bad[:5])}")
+    if result.missing_keys:
+        print(f"init_from {path}: new parts start at their initialisation: {', '.join(result.missing_keys)}", flush=True)
+    return list(result.missing_keys)

@@ -51,6 +51,32 @@ class BlockOutput:
     memory: Memory
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """Evaluation-time component switches: the paper's Table 2 on ONE trained checkpoint, no retraining.
+
+    Not part of ``ModelConfig`` (checkpoints and training are unaffected); all off = the full model.
+    ``RefColorNet.set_ablation`` sets them; they act in ``_features`` and ``run_block``:
+
+    * ``no_subnet``: output = head 1's warp W1 up-sampled (bilinear) to the working size; the
+      colorization subnet is not run (the linkage memory is still written from ho).
+    * ``reset_memory``: every block starts with an empty linkage memory (Eq. 6 reads nothing).
+    * ``no_head2``: the colorization subnet receives W1,S1 in place of W2,S2. Zeros would be inputs
+      the subnet never saw (gray chroma, zero similarity everywhere) and would measure its reaction
+      to garbage; a copy of head 1 is what it sees when both heads agree, so it removes only
+      head 2's information. Head 2's warp is not computed.
+    * ``no_transformer``: the correspondence subnet's CNN-Transformer blocks are skipped on both
+      branches (each block replaced by its identity path): R'_high = reduced R_high and ho = hi,
+      the tokens after the linkage read. The colorization subnet's own blocks still run, on those
+      tokens, and the linkage memory stores them. Applies to the reference too.
+    """
+
+    no_subnet: bool = False
+    reset_memory: bool = False
+    no_head2: bool = False
+    no_transformer: bool = False
+
+
 def check_size(h: int, w: int) -> None:
     # Multiples of 8 keep every stride-2 level exact, so token grids and skips line up.
     if h % 8 or w % 8 or h < 16 or w < 16:
@@ -66,6 +92,17 @@ class RefColorNet(nn.Module):
                                                    self.backbone.match_channels)
         self.colorization = ColorizationSubnet(cfg, self.correspondence.num_heads)
         self.linkage = LinkageMemory(cfg.token_dim, cfg.memory_grid) if cfg.use_linkage else None
+        self.ablation = Ablation()
+
+    def set_ablation(self, ablation: Ablation) -> None:
+        """Switch components off for evaluation (``Ablation``); set it before encoding references."""
+        if ablation.reset_memory and self.linkage is None:
+            raise RefcolorError("ablation reset_memory: this model has no linkage memory (use_linkage=False)")
+        if ablation.no_head2 and not self.cfg.double_head:
+            raise RefcolorError("ablation no_head2: this model has one head (double_head=False)")
+        if ablation.no_transformer and not (self.cfg.use_transformer and self.cfg.num_ct_blocks):
+            raise RefcolorError("ablation no_transformer: this model has no Transformer branch (use_transformer=False)")
+        self.ablation = ablation
 
     # -- named steps -----------------------------------------------------------------
     def _features(self, l: Tensor, memory: Memory, n: int) -> tuple[list[Tensor], Tensor | None, tuple, list[tuple]]:
@@ -75,7 +112,10 @@ class RefColorNet(nn.Module):
         grid = self.correspondence.token_grid(n, *r_high.shape[-2:])
         high, tokens = self.correspondence.embed_high(r_high, grid)
         hi = self.linkage.read(tokens, memory) if (self.linkage is not None and tokens is not None) else tokens
-        high_aug, ho = self.correspondence.augment(high, hi, grid)
+        if self.ablation.no_transformer:
+            high_aug, ho = high, hi  # every CNN-Transformer block replaced by its identity path
+        else:
+            high_aug, ho = self.correspondence.augment(high, hi, grid)
         feat = self.correspondence.fuse(high_aug, r_low)
         raw = self.backbone.match_features(taps) if self.cfg.raw_keys else None
         heads = self.correspondence.heads(feat, high_aug, raw)
@@ -104,26 +144,34 @@ class RefColorNet(nn.Module):
         """l_block: B,N,1,H,W normalised l -> BlockOutput with ab B,N,2,H,W and the new memory."""
         b, n, _, h, w = l_block.shape
         check_size(h, w)
+        if self.ablation.reset_memory:
+            memory = None
         l = l_block.reshape(b * n, 1, h, w)
         heads, ho, grid, sizes = self._features(l, memory, n)
         cs = self.cfg.color_scale  # the colorization subnet runs at (h, w) / cs
         hc, wc = h // cs, w // cs
         warped, similarity, guidance = [], [], []
         tau = self.correspondence.temperature()
-        for q, k, v, (gh, gw) in zip(heads, ref.keys, ref.ab, sizes):
+        used = heads[:1] if self.ablation.no_head2 else heads
+        for q, k, v, (gh, gw) in zip(used, ref.keys, ref.ab, sizes):
             wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, v, tau)
             wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
             warped.append(wk)
             similarity.append(sk)
             up = F.interpolate(torch.cat([wk, sk], 2).flatten(0, 1), size=(hc, wc), mode="bilinear", align_corners=False)
             guidance.append(up)
-        l_c = F.avg_pool2d(l, cs) if cs > 1 else l
-        lab_ref = ref.lab if ref.lab.shape[-2:] == (hc, wc) else F.interpolate(ref.lab, size=(hc, wc), mode="area")
-        lab_ref = lab_ref[:, None].expand(b, n, 3, hc, wc).reshape(b * n, 3, hc, wc)
-        x = torch.cat([*guidance, l_c, lab_ref], dim=1)  # Eq. 5: W1 S1 W2 S2 l y_lab
-        ab = self.colorization(x, ho, grid)
-        if cs > 1:
-            ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
+        if self.ablation.no_head2:
+            guidance.append(guidance[0])  # W1,S1 in place of W2,S2 (see Ablation)
+        if self.ablation.no_subnet:
+            ab = F.interpolate(warped[0].flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False)
+        else:
+            l_c = F.avg_pool2d(l, cs) if cs > 1 else l
+            lab_ref = ref.lab if ref.lab.shape[-2:] == (hc, wc) else F.interpolate(ref.lab, size=(hc, wc), mode="area")
+            lab_ref = lab_ref[:, None].expand(b, n, 3, hc, wc).reshape(b * n, 3, hc, wc)
+            x = torch.cat([*guidance, l_c, lab_ref], dim=1)  # Eq. 5: W1 S1 W2 S2 l y_lab
+            ab = self.colorization(x, ho, grid)
+            if cs > 1:
+                ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         ab = ab.view(b, n, 2, h, w)
         if self.linkage is not None and ho is not None:
             memory = self.linkage.write(memory, ho, grid)

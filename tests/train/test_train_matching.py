@@ -1,0 +1,37 @@
+"""Stage 1 (train/matching.py): its cached key path is the network's head 1; pairs like evaluation."""
+import numpy as np
+import torch
+
+from refcolor.config import get_config
+from refcolor.models.network import build_model
+from refcolor.train.matching import encode_frames, matching_keys, sample_pair
+
+
+def test_cached_key_path_is_head_one():
+    torch.manual_seed(0)
+    net = build_model(get_config("lite", pretrained=False)).eval()
+    with torch.no_grad():
+        net.correspondence.head1.weight.normal_(std=0.1)  # a head 1 that matters
+    rgb = (np.random.default_rng(0).random((2, 32, 48, 3)) * 255).astype(np.uint8)
+    cached = encode_frames(net, rgb)
+    with torch.no_grad():
+        keys = matching_keys(net, cached["raw"].float(), cached["head1"].float())
+        from refcolor.color import normalize_lab, rgb_to_lab
+
+        lab = normalize_lab(rgb_to_lab(torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255))
+        heads, _, _, _ = net._features(lab[:, :1], None, 1)
+    # identical up to the fp16 cache
+    assert keys.shape == heads[0].shape
+    assert (keys - heads[0]).abs().max() < 5e-3
+
+
+def test_pairs_are_apart_and_never_the_same_frame():
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(2000):
+        r, t = sample_pair(rng, n=40, stride=2, gap_min=5)
+        assert r != t and abs(r - t) >= 3  # 3 cache steps of 2 frames >= 5 frames
+        gaps.append(abs(r - t))
+    assert max(gaps) >= 35  # gaps reach across the whole sequence
+    r, t = sample_pair(rng, n=2, stride=2, gap_min=5)  # too short for the gap: still two frames
+    assert r != t

@@ -40,14 +40,45 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     from refcolor.train.trainer import train
 
     single = train(tiny_config(tmp_path, "single", steps=steps, batch_size=2, deterministic=False), progress=False)
-    one = single.model.state_dict()
-    diffs = torch.cat([(one[k].float() - r0[k].float()).abs().flatten() for k in r0 if r0[k].is_floating_point()])
-    lr = 1e-4
     # Same forward: the first step's loss (rank-averaged) equals the one-process loss on both clips.
     assert abs(history[0]["total"] - single.history[0]["total"]) < 1e-5 * abs(single.history[0]["total"])
-    # Same updates up to float noise. Adam turns the pure-noise gradients of parameters whose true
-    # gradient is 0 (conv biases before an InstanceNorm) into +-lr steps, so a few weights may
-    # differ by up to 2 lr per step; a missing or wrong all-reduce would move the bulk by ~lr.
-    assert torch.quantile(diffs, 0.5) < 1e-6
-    assert torch.quantile(diffs, 0.99) < 0.1 * lr
-    assert diffs.max() <= 2 * lr * steps + 1e-6
+    # Same updates up to float noise, measured in units of the largest step the optimizer may take.
+    # Why the weights differ at all: DDP all-reduces each rank's gradient (gloo sums the two, then /2),
+    # one process sums the batch inside each kernel's backward, in another order; float addition is
+    # not associative, so gradients differ in their last bits (the first losses differ by ~1e-7
+    # relative). AdamW divides by sqrt(v): a weight whose gradient is itself at that noise level
+    # (sums that cancel, saturated softmax paths) takes a step of up to +-lr in either run, so a
+    # small, machine-dependent share of weights differs by up to ~lr per step. A fixed absolute
+    # tolerance on a quantile (1e-5 = 0.1 lr at the 99th percentile) therefore failed on some machines.
+    # Instead: per weight, |difference| / (lr of its group x steps), and shares of weights.
+    ddp = mismatch(single.model.state_dict(), r0, tmp_path, steps)
+    # Control: a deliberately wrong setup (one clip per step instead of two: what a missing
+    # all-reduce gives) must fail the same test, or the test could not see DDP diverge.
+    control_run = train(tiny_config(tmp_path, "control", steps=steps, batch_size=1, deterministic=False), progress=False)
+    control = mismatch(single.model.state_dict(), control_run.model.state_dict(), tmp_path, steps)
+    assert not agrees(control), f"the comparison does not separate a wrong setup: {control}"
+    assert agrees(ddp), f"DDP and one process diverged: {ddp} (a wrong setup gives {control})"
+
+
+def mismatch(a: dict, b: dict, tmp_path, steps: int) -> dict:
+    """Per trainable weight, |a - b| in units of lr x steps (lr: its AdamW group's base lr, the most
+    the schedule gives): the median, the share above 1% of that budget, and the largest."""
+    from refcolor.models.network import build_model
+    from refcolor.train.runtime import param_groups
+
+    cfg = tiny_config(tmp_path, "lr", steps=steps)
+    model = build_model(cfg.model_config())
+    names = {id(p): n for n, p in model.named_parameters()}
+    lr = {names[id(p)]: g["base_lr"] for g in param_groups(model, cfg) for p in g["params"]}
+    units = torch.cat([((a[k].float() - b[k].float()).abs() / (lr[k] * steps)).flatten() for k in lr])
+    return {"median": units.median().item(), "share_over_1pct": (units > 0.01).float().mean().item(),
+            "max": units.max().item()}
+
+
+def agrees(m: dict) -> bool:
+    """Float noise, not a different training. Measured on a 2-core CPU (torch 2.14.1): DDP vs one
+    process median 2e-4, share 0.6%, max 0.94; one clip per step instead of two: median 2e-2, share
+    69%. Bounds: the bulk sits at weight rounding (median < 2e-3); the noise-level weights are a
+    small share (< 10%); no weight exceeds what AdamW can move it (betas 0.5/0.999: |m/sqrt(v)|
+    <= 1.06 per step, twice that between two runs, so <= 2.2)."""
+    return m["median"] < 2e-3 and m["share_over_1pct"] < 0.10 and m["max"] <= 2.2

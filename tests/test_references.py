@@ -46,3 +46,62 @@ def test_reference_errors():
         c.step(np.zeros((1, 64, 64), np.uint8))
     with pytest.raises(RefcolorError, match="at least one"):
         c.set_reference([])
+
+
+# -- references keep their aspect ratio (issue 16) ----------------------------------------------
+from refcolor.inference import reference_size  # noqa: E402
+
+
+def colorful(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return resize(skimage.data.astronaut(), h, w) if seed == 0 else resize(skimage.data.chelsea(), h, w)
+
+
+def test_reference_size_keeps_the_aspect_at_about_the_working_pixels():
+    assert reference_size(480, 854, 216, 384) == (216, 384)  # same aspect: exactly the working size
+    rh, rw = reference_size(1920, 1080, 216, 384)  # a portrait photo for a landscape film
+    assert rh % 8 == 0 and rw % 8 == 0 and rh > rw
+    assert abs(rh / rw - 1920 / 1080) < 0.05
+    assert abs(rh * rw / (216 * 384) - 1) < 0.05
+    assert min(reference_size(16, 4000, 64, 64)) == 16  # never below check_size's 16
+
+
+@pytest.mark.parametrize("model", ["warp", "lite"])
+def test_portrait_reference_is_encoded_on_its_own_grid(model):
+    c = Colorizer(model, size=(64, 112), device="cpu")
+    portrait = colorful(224, 128)
+    c.set_reference(portrait)
+    out = c.step(np.zeros((1, 64, 112), np.uint8))
+    assert out.shape == (1, 64, 112, 3)
+    rh, rw = reference_size(224, 128, 64, 112)
+    assert rh > rw
+    strides = [4] if model == "warp" else [4, 8]  # lite: raw keys at h/4, head 2 at h/8
+    for keys, ab, s in zip(c._ref_state.keys, c._ref_state.ab, strides):
+        assert keys.shape[-1] == ab.shape[-1] == (rh // s) * (rw // s)
+    assert c._ref_state.lab.shape[-2:] == (64, 112)  # the colorization input keeps the frames' shape
+
+
+@pytest.mark.parametrize("model", ["warp", "lite"])
+def test_references_of_different_shapes_work_together(model):
+    c = Colorizer(model, size=(64, 112), device="cpu")
+    refs = [colorful(224, 128), colorful(90, 300, seed=1), colorful(64, 112)]
+    c.set_reference(refs)
+    out = c.step(np.zeros((2, 64, 112), np.uint8))
+    assert out.shape == (2, 64, 112, 3)
+    sizes = [reference_size(*r.shape[:2], 64, 112) for r in refs]
+    assert len(set(sizes)) == 3
+    assert c._ref_state.keys[0].shape[-1] == sum((h // 4) * (w // 4) for h, w in sizes)
+
+
+def test_references_of_different_shapes_with_the_onnx_backend():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    refs = [colorful(224, 128), colorful(90, 300, seed=1)]
+    gray = np.repeat(colorful(64, 112).mean(-1, keepdims=True).astype(np.uint8), 3, -1)[None]
+    c = Colorizer("warp", size=(64, 112), device="cpu")
+    c.set_reference(refs)
+    expected = c.step(gray)[0].astype(int)
+    c = Colorizer(c.model, size=(64, 112), device="cpu", backend="onnx")
+    c.set_reference(refs)
+    c.step(gray)  # exports the graph for these reference positions (this block runs in PyTorch)
+    assert len(c._step.sessions) == 1
+    assert np.abs(c.step(gray)[0].astype(int) - expected).max() <= 1  # run by ONNX Runtime

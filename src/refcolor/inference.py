@@ -149,6 +149,8 @@ class Colorizer:
             self._step = torch.compile(self.model.step) if compile else self.model.step
         self.timings = {"to_lab": 0.0, "model": 0.0, "to_rgb": 0.0}
         self.size = size
+        if size is not None:
+            self._check_budget()  # a size that cannot run on this machine fails here, at once
         self._reference_images: list[np.ndarray] = []
         self._ref_state = None
         self._ref_key: tuple = ()
@@ -158,6 +160,14 @@ class Colorizer:
     @property
     def model_name(self) -> str:
         return getattr(self.model.cfg, "preset", type(self.model).__name__)
+
+    def _check_budget(self, ref_pixels: int | None = None) -> None:
+        """One-line RefcolorError when the working size does not fit this machine (budget.py)."""
+        from .budget import check_budget
+
+        name = getattr(getattr(self.model, "cfg", None), "preset", type(self.model).__name__)
+        check_budget(self.model, tuple(self.size), ref_pixels=ref_pixels, block=self.block_size,
+                     device=self.device, name=f"model {name}")
 
     def set_reference(self, references: np.ndarray | Sequence[np.ndarray]) -> None:
         """One color reference (H,W,3) or several; encoded once at the working size."""
@@ -179,10 +189,18 @@ class Colorizer:
         from .models.network import RefState
 
         h, w = self.size
+        sizes = [reference_size(*ref.shape[:2], h, w) for ref in self._reference_images]
+        if len(sizes) > 1 or sizes[0] != (h, w):
+            self._check_budget(sum(rh * rw for rh, rw in sizes))
         states = []
-        for ref in self._reference_images:
-            rgb = F.interpolate(uint8_to_tensor(ref).to(self.device), size=(h, w), mode="area")
-            states.append(self.model.encode_reference(normalize_lab(rgb_to_lab(rgb))))
+        for ref, ref_size in zip(self._reference_images, sizes):
+            # Each reference keeps its own aspect ratio at about the working size's pixel count: the
+            # correlation is over reference positions, which need not have the frames' shape.
+            rgb = F.interpolate(uint8_to_tensor(ref).to(self.device), size=ref_size, mode="area")
+            state = self.model.encode_reference(normalize_lab(rgb_to_lab(rgb)))
+            if ref_size != (h, w):  # the colorization subnet's lab input has the frames' shape
+                state.lab = F.interpolate(state.lab, size=(h, w), mode="area")
+            states.append(state)
         self._ref_state = states[0] if len(states) == 1 else RefState.concat(states)
         self._ref_cache[self._ref_key] = self._ref_state
 
@@ -206,6 +224,7 @@ class Colorizer:
         full_h, full_w = batch.shape[1:3]
         if self.size is None:
             self.size = working_size(full_h, full_w)
+            self._check_budget()
         if self._ref_state is None:
             self._encode_references()
         start = time.perf_counter()
@@ -233,6 +252,17 @@ class Colorizer:
             rgb = to_rgb_uint8(lum, ab, self.upsample)
         self.timings["to_rgb"] += time.perf_counter() - start
         return rgb
+
+
+def reference_size(ref_h: int, ref_w: int, h: int, w: int) -> tuple[int, int]:
+    """Size at which a ref_h x ref_w reference is encoded for working size h x w: about h*w pixels
+    at the reference's own aspect ratio, sides multiples of 8 and at least 16 (``check_size``).
+    A reference of the working size's aspect ratio (within rounding) gets exactly (h, w)."""
+    scale = math.sqrt(h * w / (ref_h * ref_w))
+    rh, rw = ref_h * scale, ref_w * scale
+    if abs(rh - h) < 8 and abs(rw - w) < 8:
+        return h, w
+    return max(16, round(rh / 8) * 8), max(16, round(rw / 8) * 8)
 
 
 def check_color_reference(rgb: np.ndarray) -> np.ndarray:

@@ -152,6 +152,7 @@ def run_preview(job: Job, spec: JobSpec, load_model: Callable[[str], object],
     writes gray|color tiles; returns (image path, caption) pairs for a gallery."""
     from PIL import Image
 
+    from ..coverage import FLAG_SHARE, CoverageMeter, tint
     from ..inference import Colorizer, check_color_reference
     from ..shots import ReferenceMatcher, format_time
     from ..video import open_source, read_image
@@ -161,6 +162,7 @@ def run_preview(job: Job, spec: JobSpec, load_model: Callable[[str], object],
         fps = source.info.fps
     frames = sample_frames(spec.video, count)
     colorizer = Colorizer(load_model(spec.model), size=spec.size)
+    coverage = CoverageMeter(load_model("warp"), size=spec.size)  # the warp's features, whatever colorizes
     job.report(0, len(frames))
     pick: Callable[[int, np.ndarray], list[int]] = lambda index, rgb: list(range(len(refs)))
     if spec.shots == "per shot":
@@ -174,11 +176,17 @@ def run_preview(job: Job, spec: JobSpec, load_model: Callable[[str], object],
         colorizer.set_reference([refs[i] for i in chosen])  # also resets the memory
         gray = np.repeat(rgb.mean(axis=-1, keepdims=True).round().astype(np.uint8), 3, axis=-1)
         color = colorizer.step(rgb)[0]
+        coverage.set_references([refs[i] for i in chosen])
+        sim = coverage.similarity([rgb])
+        share = float(coverage.uncovered(sim)[0])
+        gray = tint(gray[..., 0], sim[0], coverage.threshold)  # uncovered regions in red
         path = job.folder / f"preview-{n}.png"
         Image.fromarray(_tile(gray, color)).save(path)
         seconds = index / float(fps) if fps else 0.0
         used = f", reference {'+'.join(str(i + 1) for i in chosen)}" if len(refs) > 1 else ""
-        out.append((str(path), f"frame {index} ({format_time(seconds)}): gray | {colorizer.model_name}{used}"))
+        hint = ": add a reference for it" if share >= FLAG_SHARE else ""
+        out.append((str(path), f"frame {index} ({format_time(seconds)}): gray | {colorizer.model_name}{used}; "
+                               f"{100 * share:.0f}% not covered by the references (red){hint}"))
         job.report(n + 1, len(frames))
     return out
 

@@ -91,7 +91,7 @@ def build(app: App):
                     colorize_btn = gr.Button("Colorize", variant="primary", elem_id="colorize-btn")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status", value="ready")
-                preview = gr.Gallery(label="Preview: gray input | colorized", columns=1, height="auto",
+                preview = gr.Gallery(label="Preview: gray input (red: not covered by the references) | colorized", columns=1, height="auto",
                                      object_fit="contain", elem_id="preview")
                 result = gr.Video(label="Result", interactive=False, elem_id="result-video")
                 download = gr.File(label="Download (H.264 with the input's audio)", interactive=False,

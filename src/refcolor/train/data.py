@@ -4,11 +4,18 @@ Every sample is a pure function of ``(seed, key)``: ``key = epoch * len(dataset)
 ``EpochSampler`` and seeds all random choices (clip start, crop, flip, reference), so a run gives the
 same batches whatever ``num_workers`` is, across ``--resume``, and split across DDP ranks.
 
-Reference choice (QUALITY-NOTES point 5: evaluation colors frames 100+ frames away from the
-reference, and pairs only a few frames apart transfer poorly):
-  * ``ref_first_prob``: the clip's first frame (the paper's setting);
-  * ``ref_other_prob``: a frame of another sequence (the reference does not hold the right colors);
-  * otherwise: a frame anywhere in the same sequence, at any distance from the clip.
+Pairs are drawn like evaluation (QUALITY-NOTES point 5: evaluation colors frames up to 100+ frames
+away from the reference; pairs only a few frames apart transfer poorly), by ``plan_pair``:
+  * the gap ``g`` between the reference and the clip's nearest frame is uniform over
+    ``[ref_gap_min, n - clip_len]`` (``ref_gap_max`` caps it; a sequence too short for the minimum
+    uses the largest gap it has), so gaps cover the whole sequence; the reference is never one of
+    the clip's frames;
+  * with ``ref_first_prob`` the reference is the sequence's first frame (evaluation's layout), else
+    it lies anywhere, before or after the clip; a clip lying before its reference is played
+    backward, so that the clip always moves away from its reference, as in evaluation;
+  * a sequence of at most ``clip_len`` frames bounces over all but one end frame, which is the
+    reference;
+  * ``ref_other_prob``: a frame of another sequence (the reference does not hold the right colors).
 The reference then gets its own crop / zoom / flip / small rotation and a mild exposure and
 saturation jitter, so that even the first frame is never a pixel copy of the target.
 
@@ -39,10 +46,19 @@ class ClipSpec:
     crop: tuple[int, int] | None = None  # clip frames are random crops of this size (None: ``size``)
     clip_len: int = 4
     zoom: float = 1.25  # maximal extra zoom of the random crop
-    ref_first_prob: float = 0.4
-    ref_other_prob: float = 0.1
+    ref_first_prob: float = 0.2  # the reference is the sequence's first frame (evaluation's layout)
+    ref_other_prob: float = 0.05  # the reference is a frame of another sequence
+    ref_gap_min: int = 5  # frames between the reference and the clip's nearest frame, where the sequence allows
+    ref_gap_max: int = 0  # 0: up to the whole sequence
     aux_frames: int = 0  # frames per clip for the perceptual / adversarial terms (0 = all)
     still_weight: float = 1.0  # items per still photo (a frame sequence gets one per clip_len*5 frames)
+
+    @classmethod
+    def from_config(cls, cfg) -> "ClipSpec":
+        """The sampling of a ``TrainConfig``."""
+        return cls(size=(cfg.height, cfg.width), crop=cfg.crop_size, clip_len=cfg.clip_len, zoom=cfg.zoom,
+                   ref_first_prob=cfg.ref_first_prob, ref_other_prob=cfg.ref_other_prob, ref_gap_min=cfg.ref_gap_min,
+                   ref_gap_max=cfg.ref_gap_max, aux_frames=cfg.aux_frames, still_weight=cfg.still_weight)
 
 
 def _reflect(i: int, n: int) -> int:
@@ -52,6 +68,35 @@ def _reflect(i: int, n: int) -> int:
     period = 2 * (n - 1)
     i %= period
     return i if i < n else period - i
+
+
+def plan_pair(rng, n: int, t_len: int, gap_min: int = 5, gap_max: int = 0, first_prob: float = 0.0) -> tuple[list[int], int]:
+    """(clip frame indices, reference index) in a sequence of ``n`` frames; see the module doc.
+
+    The reference is never one of the clip's frames when ``n >= 2``. With ``n > t_len`` the gap
+    ``g`` (reference to the clip's nearest frame) is uniform over ``[min(gap_min, hi), hi]``,
+    ``hi = n - t_len`` (capped by ``gap_max`` > 0), and the clip's first frame is ``g`` frames from
+    the reference: a clip lying before its reference is returned in reverse order.
+    """
+    room = n - t_len
+    if room >= 1:
+        hi = room if gap_max <= 0 else max(1, min(room, gap_max))
+        g = int(rng.integers(min(gap_min, hi), hi + 1))
+        if rng.random() < first_prob:
+            return list(range(g, g + t_len)), 0
+        if rng.random() < 0.5:  # reference before the clip
+            start = int(rng.integers(g, n - t_len + 1))
+            return list(range(start, start + t_len)), start - g
+        start = int(rng.integers(0, n - t_len - g + 1))  # reference after the clip: play it backward
+        return list(range(start + t_len - 1, start - 1, -1)), start + t_len - 1 + g
+    if n < 2:
+        return [0] * t_len, 0
+    # at most t_len frames: the clip bounces over all frames but one end, the reference
+    ref = 0 if rng.random() < 0.5 else n - 1
+    m, lo = n - 1, 1 if ref == 0 else 0
+    start = int(rng.integers(0, 2 * (m - 1))) if m > 1 else 0
+    idx = [lo + _reflect(start + k, m) for k in range(t_len)]
+    return (idx if ref == 0 else idx[::-1]), ref
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -202,11 +247,17 @@ class ClipDataset(Dataset):
     def _make(self, seq_idx: int, rng) -> dict:
         spec, size, t_len = self.spec, self.spec.crop or self.spec.size, self.spec.clip_len
         seq = self.sequences[seq_idx]
+        foreign = bool(rng.random() < spec.ref_other_prob) and len(self.sequences) > 1
         if seq.kind == "still":
-            frames, flows, masks, first = self._still_clip(seq, rng)
+            frames, flows, masks, own, gap = self._still_clip(seq, rng)
         else:
-            frames, flows, masks, first = self._video_clip(seq, rng)
-        ref = self._reference(seq_idx, rng, first)
+            frames, flows, masks, own, gap = self._video_clip(seq, rng, read_ref=not foreign)
+        if foreign:
+            src = self._foreign_frame(seq_idx, rng)
+            src, gap = (own(), gap) if src is None else (src, -1)
+        else:
+            src = own()
+        ref = self._reference(rng, src)
         k = t_len if spec.aux_frames <= 0 else min(spec.aux_frames, t_len)
         aux = np.sort(rng.choice(t_len, size=k, replace=False))
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
@@ -216,26 +267,22 @@ class ClipDataset(Dataset):
             "flow": to_t(np.stack(flows)).permute(0, 3, 1, 2).float() if flows else torch.zeros(0, 2, *size),
             "mask": to_t(np.stack(masks))[:, None].float() if masks else torch.zeros(0, 1, *size),
             "aux": torch.from_numpy(aux.astype(np.int64)),
+            "ref_gap": torch.tensor(gap),  # frames from the reference to the clip's nearest frame; -1: foreign or still
         }
 
-    def _video_clip(self, seq: Sequence, rng):
-        size, t_len = self.spec.size, self.spec.clip_len
-        crop = self.spec.crop or size
-        n = seq.num_frames
-        if n >= t_len:
-            start = int(rng.integers(0, n - t_len + 1))
-            idx = list(range(start, start + t_len))
-        else:  # shorter than the clip: bounce back and forth (still a valid video)
-            start = int(rng.integers(0, 2 * (n - 1)))
-            idx = [_reflect(start + k, n) for k in range(t_len)]
-        canon = seq.read(idx, size, self.frame_cache)
+    def _video_clip(self, seq: Sequence, rng, read_ref: bool = True):
+        """Clip frames, flows, masks, a function giving the canonical reference frame, and the gap."""
+        spec, size, t_len = self.spec, self.spec.size, self.spec.clip_len
+        crop = spec.crop or size
+        idx, r = plan_pair(rng, seq.num_frames, t_len, spec.ref_gap_min, spec.ref_gap_max, spec.ref_first_prob)
+        canon = seq.read(idx + [r] if read_ref else idx, size, self.frame_cache)
         chw = canon[idx[0]].shape[:2]
         scaled, offset, flip = _crop_params(rng, chw, crop, self.spec.zoom)
         frames = [_apply_image(canon[i], scaled, offset, flip, crop) for i in idx]
         flows, masks = [], []
         for t in range(1, t_len):
             a, b = idx[t], idx[t - 1]
-            if a == b:  # cannot happen with n >= 2, kept for safety
+            if a == b:  # a sequence of one frame
                 f, m = np.zeros(chw + (2,), np.float32), np.ones(chw, np.float32)
             else:
                 f = self._flow(seq, canon[a], canon[b], (a, b))
@@ -244,7 +291,8 @@ class ClipDataset(Dataset):
             f, m = _apply_flow(f, m, chw, scaled, offset, flip, crop)
             flows.append(f)
             masks.append(m)
-        return frames, flows, masks, canon[idx[0]]
+        own = lambda: canon[r] if r in canon else seq.read([r], size, self.frame_cache)[r]  # noqa: E731
+        return frames, flows, masks, own, min(abs(r - i) for i in idx)
 
     def _flow(self, seq, a, b, pair):
         if self.flow_cache is None:
@@ -268,27 +316,28 @@ class ClipDataset(Dataset):
             f, m = _still_flow(mats[t], mats[t - 1], img.shape[:2], size)
             flows.append(f)
             masks.append(m)
-        return frames, flows, masks, img
+        # the reference: the photo itself (first_prob) or an independent view of it
+        own = img if rng.random() < self.spec.ref_first_prob else _render_still(img, _still_path(rng, img.shape[:2], full, 1)[0], full)
+        return frames, flows, masks, lambda: own, -1
 
-    def _reference(self, seq_idx: int, rng, first: np.ndarray) -> np.ndarray:
-        """first: the clip's first canonical frame (for a still: the canonical photo)."""
+    def _foreign_frame(self, seq_idx: int, rng) -> np.ndarray | None:
+        """A frame of another sequence, or None when that one is unreadable (then marked bad)."""
+        j = int(rng.integers(len(self.sequences) - 1))
+        other = self.sequences[j if j < seq_idx else j + 1]
+        if other.bad:
+            return None
+        try:
+            return self._any_frame(other, rng)
+        except RefcolorError as err:  # the other sequence is the broken one, not this clip's
+            other.bad = True
+            self.failures[other.name] = str(err)
+            warnings.warn(f"skipping training sequence {other.name}: {err}", stacklevel=2)
+            return None
+
+    def _reference(self, rng, src: np.ndarray) -> np.ndarray:
+        """The reference of a sample from its canonical source frame: own crop / zoom / flip, a small
+        rotation half the time, mild exposure and saturation jitter."""
         spec, size = self.spec, self.spec.size
-        seq = self.sequences[seq_idx]
-        u = rng.random()
-        if u < spec.ref_other_prob and len(self.sequences) > 1:
-            j = int(rng.integers(len(self.sequences) - 1))
-            other = self.sequences[j if j < seq_idx else j + 1]
-            try:
-                src = first if other.bad else self._any_frame(other, rng)
-            except RefcolorError as err:  # the other sequence is the broken one, not this clip's
-                other.bad = True
-                self.failures[other.name] = str(err)
-                warnings.warn(f"skipping training sequence {other.name}: {err}", stacklevel=2)
-                src = first
-        elif u < spec.ref_other_prob + spec.ref_first_prob:
-            src = first
-        else:
-            src = self._any_frame(seq, rng)
         src = _rotate(rng, src) if rng.random() < 0.5 else src
         scaled, offset, flip = _crop_params(rng, src.shape[:2], size, spec.zoom)
         ref = _apply_image(src, scaled, offset, flip, size, cv2.INTER_AREA if scaled[0] < src.shape[0] else cv2.INTER_LINEAR)
@@ -334,8 +383,34 @@ class EpochSampler(Sampler):
             epoch, pos = epoch + 1, 0
 
 
+def close_loader(it) -> None:
+    """End a DataLoader iterator's worker processes now (idempotent). The workers ignore SIGTERM
+    (``worker_init``): left to Python's exit, which terminates daemonic children by SIGTERM and
+    then joins them, they would keep the process from ever exiting."""
+    shutdown = getattr(it, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+def watch_loader(it):
+    """``it``, with ``close_loader`` run at interpreter exit too (on any path the trainer's own
+    ``close_loader`` call misses). Registered after torch's and multiprocessing's exit hooks, it runs
+    before them, while torch still shuts workers down."""
+    import atexit
+    import weakref
+
+    ref = weakref.ref(it)
+    atexit.register(lambda: close_loader(ref()) if ref() is not None else None)
+    return it
+
+
 def worker_init(_worker_id: int) -> None:
     import signal
 
     cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer, which then ends the workers
+    # Ctrl-C and SIGTERM stop the trainer, which finishes its step, writes a checkpoint and then ends the
+    # workers. `timeout`, `docker stop`, systemd and batch schedulers signal the whole process group: a
+    # worker killed by that SIGTERM made the trainer die mid-step with a traceback and no checkpoint.
+    # (A worker whose trainer is gone exits by itself: torch's watchdog checks its parent.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -320,8 +320,35 @@ def _stills(folder: Path, names: tuple[str, ...] | None, out: Discovery) -> None
         out.sequences.append(Sequence(f"still:{p.stem}", "still", p, 1))
 
 
-def discover(specs: list[str], *, min_frames: int = 2, force: bool = False, exclude: tuple[str, ...] = ()) -> Discovery:
-    """All training sequences of ``specs``. ``exclude``: sequence names (or path stems) held out.
+def choose_holdout(sequences: list[Sequence], count: int = 6, min_frames: int = 60, max_frames: int = 100) -> list[Sequence]:
+    """Validation sequences chosen from the data, deterministically (lengths, then names).
+
+    First the whole sequences that validation scores entirely (``min_frames`` to ``max_frames``
+    frames), longest first: long reference-to-frame gaps, while the longest videos stay in training
+    where they give the longest gaps; then longer ones, shortest first (validation scores their first
+    ``max_frames`` frames); then, with a warning, shorter ones, longest first. Stills are never held
+    out, and at most half of the videos are (at least one sequence is left to train on).
+    """
+    videos = [s for s in sequences if s.kind != "still"]
+    limit = min(count, len(videos) // 2, len(sequences) - 1)
+    fit = sorted((s for s in videos if min_frames <= s.num_frames <= max_frames), key=lambda s: (-s.num_frames, s.name))
+    longer = sorted((s for s in videos if s.num_frames > max_frames), key=lambda s: (s.num_frames, s.name))
+    shorter = sorted((s for s in videos if s.num_frames < min_frames), key=lambda s: (-s.num_frames, s.name))
+    chosen = (fit + longer + shorter)[: max(0, limit)]
+    if count and len(chosen) < count:
+        warnings.warn(f"the data gives only {len(chosen)} of the {count} held-out validation sequences asked for "
+                      f"(at most half of its {len(videos)} videos are held out)", stacklevel=2)
+    short = [s for s in chosen if s.num_frames < min_frames]
+    if short:
+        warnings.warn(f"only {len(chosen) - len(short)} sequence(s) of at least {min_frames} frames in the data: "
+                      f"validation also holds out {', '.join(f'{s.name} ({s.num_frames} frames)' for s in short)}", stacklevel=2)
+    return chosen
+
+
+def discover(specs: list[str], *, min_frames: int = 2, force: bool = False, exclude: tuple[str, ...] = (),
+             holdout: tuple[int, int, int] | None = None) -> Discovery:
+    """All training sequences of ``specs``. ``exclude``: sequence names (or path stems) held out;
+    without it, ``holdout = (count, min_frames, max_frames)`` chooses them (``choose_holdout``).
 
     Raises RefcolorError for a missing root, an evaluation-only root, or when nothing usable is found.
     """
@@ -364,6 +391,9 @@ def discover(specs: list[str], *, min_frames: int = 2, force: bool = False, excl
         if missing:
             raise RefcolorError(f"held-out sequence(s) not found in the data: {', '.join(sorted(missing))}")
         out.sequences = [s for s in out.sequences if not names(s) & set(exclude)]
+    elif holdout and holdout[0] > 0:
+        out.held_out = choose_holdout(out.sequences, *holdout)
+        out.sequences = [s for s in out.sequences if all(s is not h for h in out.held_out)]
     if not out.sequences:
         raise RefcolorError("no usable training sequence: " + out.summary())
     return out

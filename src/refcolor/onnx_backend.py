@@ -6,7 +6,7 @@ exported graph, so ``step`` is exported once per input signature (block size, wo
 reference positions, first block or not) the first time it is met; that block runs in
 PyTorch while the graph is exported (seconds for ``warp``, 20-40 s for ``lite`` here), later
 ones in ONNX Runtime. The sessions are kept per model object for the life of the process, so
-further videos colorized with the same model (a batch, the web app) export nothing. Needs ``pip install onnxruntime onnx onnxscript`` (``refcolor[onnx]``).
+further videos colorized with the same model (a batch, the web app) export nothing. Needs ``pip install "refcolor[onnx]"``.
 """
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ class OnnxStep:
             import onnxruntime  # noqa: F401
             import onnx  # noqa: F401
         except ImportError:
-            raise RefcolorError("--backend onnx needs ONNX Runtime: pip install onnxruntime onnx onnxscript") from None
+            raise RefcolorError('--backend onnx needs ONNX Runtime: pip install "refcolor[onnx]" '
+                                '(in a checkout: pip install -e ".[onnx]")') from None
         self.model = model
         self.threads = threads or torch.get_num_threads()
         self.sessions: dict[tuple, tuple] = _SESSIONS.setdefault(model, {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from .background import BlockWriter, ReadAhead
-from .errors import RefcolorError
-from .resume import SegmentWriter, WorkFolder, join_segments, run_signature
+from .errors import Interrupted, RefcolorError, option
+from .resume import SegmentWriter, WorkFolder, join_segments, run_signature, work_path
 from .inference import Colorizer, check_color_reference, parse_size
-from .shots import ReferenceMatcher, build_schedule, detect_shots, parse_reference_spec
+from .shots import ReferenceMatcher, build_schedule, detect_shots, format_time, parse_reference_spec
+from .text import plural
 from .video import VIDEO_SUFFIXES, open_source, read_image
 
 
@@ -37,16 +39,21 @@ class ColorizeResult:
     def summary(self) -> str:
         fps = self.frames / self.seconds if self.seconds > 0 else float("inf")
         h, w = self.working_size
-        return f"{self.frames} frames in {self.seconds:.1f} s ({fps:.2f} frames/s, model {self.model}, working size {h}x{w}) -> {self.output}"
+        return f"{plural(self.frames, 'frame')} in {self.seconds:.1f} s ({fps:.2f} frames/s, model {self.model}, working size {h}x{w}) -> {self.output}"
 
 
-def _check_paths(input_path: Path, output: Path, overwrite: bool) -> None:
+def _check_paths(input_path: Path, output: Path, overwrite: bool, resume: bool = False) -> None:
     if not input_path.exists():
         raise RefcolorError(f"input not found: {input_path}")
     if output.resolve() == input_path.resolve():
         raise RefcolorError("the output path is the input path; refusing to overwrite the input")
     if output.exists() and not overwrite:
-        raise RefcolorError(f"output already exists: {output} (use --overwrite to replace it)")
+        replace = option("use --overwrite", "pass overwrite=True")
+        if not resume:
+            raise RefcolorError(f"output already exists: {output} ({replace} to replace it)")
+        if not work_path(output).is_dir():  # nothing interrupted to continue: never replace a finished output
+            raise RefcolorError(f"output already exists and is finished: {output}; {option('--resume', 'resume=True')} only "
+                                f"continues an interrupted run and never replaces a finished output ({replace} to replace it)")
     parent = output.resolve().parent
     if not parent.is_dir():
         raise RefcolorError(f"output folder does not exist: {parent}")
@@ -93,9 +100,9 @@ def colorize(
     from .video_write import open_writer
 
     input_path, output = Path(input), Path(output)
-    _check_paths(input_path, output, overwrite or resume)
+    _check_paths(input_path, output, overwrite, resume)
     if segment_frames < 1:
-        raise RefcolorError("--segment must be at least 1 frame")
+        raise RefcolorError(f"{option('--segment', 'segment_frames')} must be at least 1 frame")
     refs = [reference] if isinstance(reference, (str, Path)) else list(reference)
     if not refs:
         raise RefcolorError("at least one --reference is needed")
@@ -106,8 +113,10 @@ def colorize(
             raise RefcolorError(f"reference not found: {ref}")
         ref_images.append(check_color_reference(read_image(ref)))
     if shots not in (None, "none", "auto"):
-        raise RefcolorError(f"unknown --shots {shots!r}; use auto or none")
+        raise RefcolorError(f"unknown {option('--shots', 'shots')} {shots!r}; use auto or none")
     work = parse_size(size) if isinstance(size, str) else size
+    if isinstance(size, str) and tuple(int(v) for v in size.lower().split("x")) != work:
+        print(f"note: working size {size} rounded to {work[0]}x{work[1]} (the network takes multiples of 8)", file=sys.stderr)
     colorizer = Colorizer(model, device=device, size=work, block_size=block_size, upsample=upsample,
                           compile=compile, amp=amp, backend=backend)
 
@@ -120,6 +129,12 @@ def colorize(
         matcher = ReferenceMatcher(ref_images, colorizer.device) if shot_list and len(ref_images) > 1 and not timed else None
         schedule = build_schedule([start for start, _ in specs], info.fps, shot_list, matcher.best if matcher else None)
         boundaries = schedule.boundaries()
+        if shot_list and progress:  # what --shots auto found, and the reference(s) each shot gets
+            names = [Path(p).name for _, p in specs]
+            for s in shot_list:
+                used = schedule.at(s.start)
+                print(f"shot {s.index}: frames {s.start}-{s.end - 1} from {format_time(s.start_time)}, "
+                      f"{'reference' if len(used) == 1 else 'references'} {', '.join(names[i] for i in used)}", file=sys.stderr)
         colorizer.set_reference([ref_images[i] for i in schedule.at(0)])
         is_video_out = output.suffix.lower() in VIDEO_SUFFIXES
         kwargs = dict(fps=info.fps, width=info.width, height=info.height, crf=crf, time_base=info.time_base)
@@ -132,16 +147,22 @@ def colorize(
             work = WorkFolder(output, run_signature(input_path, settings))
             memory = None
             if resume and work.exists():
-                memory = work.load()
+                memory = work.load()  # refuses a work folder of another input or other settings
+                if output.exists() and not (overwrite or work.replaces):
+                    raise RefcolorError(f"cannot resume: {output} already exists and the run in {work.path} was not started "
+                                        f"to replace it ({option('use --overwrite', 'pass overwrite=True')} to start over)")
                 skip = work.next_frame
             elif work.exists() and not overwrite:
-                raise RefcolorError(f"an interrupted run left {work.path}: add --resume to continue it, or --overwrite to start over")
+                raise RefcolorError(f"an interrupted run left {work.path}: {option('add --resume', 'pass resume=True')} to "
+                                    f"continue it, or {option('--overwrite', 'overwrite=True')} to start over")
             else:
-                work.start()
+                work.start(replaces=output.exists())
             writer = SegmentWriter(work, output.suffix.lower(), **kwargs)
             colorizer.set_reference([ref_images[i] for i in schedule.at(skip)])
             colorizer.memory = None if memory is None else memory.to(colorizer.device)
         else:
+            if output.exists() and not overwrite:  # --resume applies to video outputs only
+                raise RefcolorError(f"output already exists: {output} ({option('use --overwrite', 'pass overwrite=True')} to replace it)")
             # A frame folder that already exists is replaced only after the new one is complete.
             target = output if not output.exists() else output.with_name(f".{output.name}.new")
             if target != output and target.exists():
@@ -173,16 +194,21 @@ def colorize(
                 raise RefcolorError(f"no frames could be decoded from {input_path}")
             if work is not None:
                 writer.end_segment(colorizer.memory)
-        except BaseException:
+        except BaseException as exc:
             frames.close()
             writer.abort()
+            if isinstance(exc, KeyboardInterrupt) and work is not None and work.exists():
+                raise Interrupted(work.path, work.next_frame) from exc  # the CLI says how to --resume
             raise
         finally:
             frames.close()
             bar.close()
         if work is not None:
             writer.finish()
-            join_segments(work, output, input_path if info.has_audio else None)
+            try:
+                join_segments(work, output, input_path if info.has_audio else None)
+            except KeyboardInterrupt as exc:
+                raise Interrupted(work.path, work.next_frame) from exc
             work.remove()
         else:
             writer.close()

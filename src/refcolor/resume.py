@@ -33,11 +33,17 @@ def run_signature(input_path: Path, settings: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def work_path(output: Path) -> Path:
+    """The hidden work folder of a resumable run writing ``output``."""
+    return output.parent / f".{output.name}.refcolor-work"
+
+
 class WorkFolder:
     def __init__(self, output: Path, signature: str) -> None:
-        self.path = output.parent / f".{output.name}.refcolor-work"
+        self.path = work_path(output)
         self.signature = signature
         self.segments: list[dict] = []
+        self.replaces = False  # the run was asked to replace an existing output (--overwrite)
 
     @property
     def next_frame(self) -> int:
@@ -46,11 +52,12 @@ class WorkFolder:
     def exists(self) -> bool:
         return self.path.is_dir()
 
-    def start(self) -> None:
+    def start(self, replaces: bool = False) -> None:
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir()
         self.segments = []
+        self.replaces = replaces
         self._write_state()
 
     def load(self) -> torch.Tensor | None:
@@ -62,6 +69,7 @@ class WorkFolder:
         if state.get("version") != STATE_VERSION or state.get("signature") != self.signature:
             raise RefcolorError(f"cannot resume: {self.path} belongs to another input or other settings; rerun without --resume")
         self.segments = [s for s in state["segments"] if (self.path / s["file"]).is_file()]
+        self.replaces = bool(state.get("replaces", False))
         memory_file = self.path / "memory.safetensors"
         if state.get("memory") and self.segments:
             return load_file(str(memory_file))["memory"]
@@ -84,7 +92,8 @@ class WorkFolder:
     def _write_state(self, has_memory: bool = False) -> None:
         tmp = self.path / ".state.partial"
         tmp.write_text(json.dumps({"version": STATE_VERSION, "signature": self.signature,
-                                   "segments": self.segments, "memory": has_memory}, indent=1))
+                                   "segments": self.segments, "memory": has_memory, "replaces": self.replaces},
+                              indent=1))
         os.replace(tmp, self.path / "state.json")
 
     def remove(self) -> None:

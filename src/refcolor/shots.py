@@ -74,6 +74,21 @@ def contact_sheet(shots: list[Shot], path: str | Path, columns: int = 6) -> Path
     return path
 
 
+def contact_sheet_path(input: str | Path, explicit: str | Path | None = None) -> Path:
+    """Where ``refcolor shots`` writes its contact sheet: ``explicit``, else INPUT-NAME_shots.png in
+    the current folder. Never in the input's folder (the folder holding it, or a frame-folder input
+    itself, where a PNG would become a frame): data folders stay as they were."""
+    source = Path(input).resolve()
+    name = (source.name if source.is_dir() else source.stem) + "_shots.png"
+    path = (Path(explicit) if explicit else Path.cwd() / name).resolve()
+    if path.parent == source.parent or (source.is_dir() and source in path.parents):
+        raise RefcolorError(f"the contact sheet would be written into the input's folder {path.parent}; "
+                            "run refcolor shots from another folder or give --sheet DIR/NAME.png")
+    if not path.parent.is_dir():
+        raise RefcolorError(f"folder does not exist: {path.parent}")
+    return path
+
+
 def format_time(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)

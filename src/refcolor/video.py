@@ -68,6 +68,10 @@ def _av():
 
 
 def _short(exc: BaseException) -> str:
+    reason = getattr(exc, "strerror", None)
+    if type(exc).__module__ == "av.error" and reason:
+        # PyAV: "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'" -> the reason alone
+        return reason[:1].lower() + reason[1:]
     text = " ".join(str(exc).split())
     return text[:200] or type(exc).__name__
 
@@ -254,7 +258,7 @@ class VideoFileSource(FrameSource):
         try:
             container = av.open(str(self.path), mode="r")
         except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-            raise RefcolorError(f"cannot open {self.path} as a video (not a video, or corrupt): {_short(exc)}") from exc
+            raise RefcolorError(f"not a readable video (not a video, or corrupt): {self.path}: {_short(exc)}") from exc
         stream = _pick_video_stream(container)
         if stream is None:
             container.close()

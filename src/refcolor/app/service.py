@@ -151,7 +151,7 @@ class App:
         if job.state == DONE:
             seconds = (job.finished or 0) - (job.started or 0)
             rate = f", {job.rate:.2f} {unit}/s" if job.rate else ""
-            return f"{job.kind} done: {job.done} {unit} in {seconds:.1f} s{rate}"
+            return f"{job.kind} done: {job.done} {unit if job.done != 1 else unit[:-1]} in {seconds:.1f} s{rate}"
         if job.cancel_requested:
             return f"{job.kind}: cancelling..."
         if not job.done and not job.total:

@@ -58,8 +58,10 @@ class Ablation:
     Not part of ``ModelConfig`` (checkpoints and training are unaffected); all off = the full model.
     ``RefColorNet.set_ablation`` sets them; they act in ``_features`` and ``run_block``:
 
-    * ``no_subnet``: output = head 1's warp W1 up-sampled (bilinear) to the working size; the
-      colorization subnet is not run (the linkage memory is still written from ho).
+    * ``no_subnet``: output = head 1's warp W1 up-sampled (bilinear) to the working size along the
+      subnet's own path (to H/color_scale, then H), so the row measures what the subnet computes and
+      not a change of resampling: with lite's color_scale 2, a one-step up-sampling alone raised WE
+      by 5 % on blackswan. The subnet is not run (the linkage memory is still written from ho).
     * ``reset_memory``: every block starts with an empty linkage memory (Eq. 6 reads nothing).
     * ``no_head2``: the colorization subnet receives W1,S1 in place of W2,S2. Zeros would be inputs
       the subnet never saw (gray chroma, zero similarity everywhere) and would measure its reaction
@@ -163,15 +165,15 @@ class RefColorNet(nn.Module):
         if self.ablation.no_head2:
             guidance.append(guidance[0])  # W1,S1 in place of W2,S2 (see Ablation)
         if self.ablation.no_subnet:
-            ab = F.interpolate(warped[0].flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False)
+            ab = guidance[0][:, :2]  # W1 at the subnet's size (see Ablation)
         else:
             l_c = F.avg_pool2d(l, cs) if cs > 1 else l
             lab_ref = ref.lab if ref.lab.shape[-2:] == (hc, wc) else F.interpolate(ref.lab, size=(hc, wc), mode="area")
             lab_ref = lab_ref[:, None].expand(b, n, 3, hc, wc).reshape(b * n, 3, hc, wc)
             x = torch.cat([*guidance, l_c, lab_ref], dim=1)  # Eq. 5: W1 S1 W2 S2 l y_lab
             ab = self.colorization(x, ho, grid)
-            if cs > 1:
-                ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
+        if cs > 1:
+            ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         ab = ab.view(b, n, 2, h, w)
         if self.linkage is not None and ho is not None:
             memory = self.linkage.write(memory, ho, grid)

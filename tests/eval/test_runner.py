@@ -77,7 +77,7 @@ def test_results_md_has_methods_as_rows(tiny_report):
     text = (tiny_report[0] / "results.md").read_text()
     for name in METHODS:
         assert f"| {name} |" in text, name
-    assert "| method | FID ↓ | LPIPS ↓ | PSNR ↑ | SSIM ↑ | COLOR ↑ | WE ↓ |" in text
+    assert "| method | FID ↓ | LPIPS ↓ | PSNR ↑ | SSIM ↑ | COLOR ↑ | WE ↓ | CDC ↓ |" in text
     assert "## Speed (paper Table 3)" in text
     if "n/a [" in text:  # e.g. LPIPS / FID weights absent: the reasons are footnotes, never numbers
         assert "## Not available" in text and "[1] " in text
@@ -91,7 +91,7 @@ def test_robustness_messages(tiny_report):
     assert "same size" in seqs["mixed-sizes"]["skipped"]
     assert "sequence mixed-sizes skipped" in stderr
     one = seqs["one-frame"]["methods"]
-    assert one["warp"]["metrics"]["WE"] == "n/a (1 frame)"
+    assert one["warp"]["metrics"]["WE"] == "n/a (1 frame)" and one["warp"]["metrics"]["CDC"] == "n/a (1 frame)"
     assert isinstance(one["warp"]["metrics"]["PSNR"], float)
     assert "has 1 frame: WE n/a (1 frame)" in stderr
     assert "colorfulness ~0" in stderr
@@ -114,13 +114,13 @@ def test_report_numbers_are_consistent(tiny_report):
         m = seqs[seq]["methods"]
         assert m["warp"]["metrics"]["PSNR"] > m["gray"]["metrics"]["PSNR"]
     assert mean["ground truth"]["PSNR"] is None and mean["ground truth"]["COLOR"] > 5.0
-    assert isinstance(mean["warp"]["WE"], float)
+    assert isinstance(mean["warp"]["WE"], float) and mean["warp"]["CDC"] > 0 and mean["ground truth"]["CDC"] > 0
     assert [(r["method"], r["N"]) for r in report["speed"]["rows"]] == [("warp", 1), ("warp", 2)]
     assert report["device"].startswith(("CPU: ", "GPU: ")) and report["flow"]
     assert report["command"].startswith("refcolor evaluate --data ")
     assert len(seqs["blackswan"]["methods"]["warp"]["psnr"]) == 4
     csv = (tiny_report[0] / "results.csv").read_text().splitlines()
-    assert csv[0].startswith("sequence,method,frames,FID,LPIPS,PSNR,SSIM,COLOR,WE")
+    assert csv[0].startswith("sequence,method,frames,FID,LPIPS,PSNR,SSIM,COLOR,WE,CDC")
     assert any(line.startswith("mean,warp,") for line in csv)
 
 

@@ -36,8 +36,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score colorization methods on a dataset with ground truth (paper section 5)",
         description="Evaluate methods on color videos made gray: frames resized to 216x384, input = CIELAB L, "
-                    "reference = first ground-truth frame; FID, LPIPS (when their weights exist), PSNR, SSIM, COLOR "
-                    "and WE x1000 averaged over frames then sequences; a report folder with tables, charts and grids.")
+                    "reference = first ground-truth frame; FID, LPIPS (when their weights exist), PSNR, SSIM, COLOR, "
+                    "WE x1000 and CDC averaged over frames then sequences; a report folder with tables, charts and grids.")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="DAVIS root (JPEGImages/480p/<seq>), a folder of frame folders, or a folder of color videos")
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
@@ -48,6 +48,10 @@ def add_parser(subparsers) -> None:
                    help="also evaluate gray, global transfer (Reinhard 2001), welsh (Welsh 2002) and warp")
     p.add_argument("--ablations", nargs="+", default=[], metavar="CKPT",
                    help="checkpoints evaluated side by side, labelled by their use_transformer/use_linkage/double_head flags")
+    p.add_argument("--components", action="append", default=[], metavar="MODEL",
+                   help="a trained model (preset or checkpoint) evaluated whole and with each part switched off in turn: "
+                        "colorization subnet (output = W1), linkage memory, head 2, transformer blocks (paper Table 2, "
+                        "no retraining); repeat for several")
     p.add_argument("--blocks", default="", metavar="N,N,...",
                    help="block sizes N for the speed table (seconds per frame of each model), e.g. 1,2,3; default: none")
     p.add_argument("--size", default="216x384", metavar="HxW", help="working size (default 216x384, multiples of 8)")
@@ -79,9 +83,11 @@ def config_from_args(args: argparse.Namespace) -> "EvalConfig":
     for ckpt in args.ablations:
         if not Path(ckpt).is_file():
             raise RefcolorError(f"--ablations: checkpoint not found: {ckpt}")
+    if "warp" in args.components:
+        raise RefcolorError("--components needs a trained network (a preset with weights or a checkpoint), not warp")
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
     return EvalConfig(data=str(args.data), out=str(args.out), models=list(args.model), baselines=args.baselines,
-                      ablations=list(args.ablations), blocks=parse_blocks(args.blocks), size=parse_size(args.size),
+                      ablations=list(args.ablations), components=list(args.components), blocks=parse_blocks(args.blocks), size=parse_size(args.size),
                       reference=args.reference, max_frames=args.max_frames, sequences=sequences, device=args.device,
                       flow=args.flow, speed_frames=args.speed_frames, threads=args.threads, progress=not args.quiet)
 
@@ -93,6 +99,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--model", spec]
     parts += ["--baselines"] if args.baselines else []
     parts += ["--ablations", *args.ablations] if args.ablations else []
+    for spec in args.components:
+        parts += ["--components", spec]
     for opt, value, default in (("--blocks", args.blocks, ""), ("--size", args.size, "216x384"),
                                 ("--reference", args.reference, "first"), ("--max-frames", args.max_frames, None),
                                 ("--sequences", args.sequences, None), ("--device", args.device, "auto"),
@@ -125,9 +133,9 @@ def run(args: argparse.Namespace) -> None:
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     write_report(summary, grids, out)
     mean = summary["mean"]
-    print(f"{'method':<28} {'PSNR':>7} {'SSIM':>7} {'COLOR':>7} {'WE':>7}")
+    print(f"{'method':<28} {'PSNR':>7} {'SSIM':>7} {'COLOR':>7} {'WE':>7} {'CDC':>7}")
     for name in summary["rows"]:
-        cells = [fmt(mean[name].get(m), d) for m, d in (("PSNR", 2), ("SSIM", 4), ("COLOR", 2), ("WE", 3))]
+        cells = [fmt(mean[name].get(m), d) for m, d in (("PSNR", 2), ("SSIM", 4), ("COLOR", 2), ("WE", 3), ("CDC", 5))]
         cells = ["n/a" if c.startswith("n/a") else c for c in cells]
         print(f"{name:<28} " + " ".join(f"{c[:7]:>7}" for c in cells))
     print(f"report: {out / 'results.md'} ({summary['wall_seconds']:.0f} s)")

@@ -26,7 +26,8 @@ import numpy as np
 
 __all__ = ["render_grid", "write_report", "markdown", "fmt", "TABLE_METRICS", "device_name", "versions"]
 
-TABLE_METRICS = (("FID", "↓", 2), ("LPIPS", "↓", 4), ("PSNR", "↑", 2), ("SSIM", "↑", 4), ("COLOR", "↑", 2), ("WE", "↓", 3))
+TABLE_METRICS = (("FID", "↓", 2), ("LPIPS", "↓", 4), ("PSNR", "↑", 2), ("SSIM", "↑", 4), ("COLOR", "↑", 2), ("WE", "↓", 3),
+                 ("CDC", "↓", 5))
 DIGITS = {name: d for name, _, d in TABLE_METRICS}
 
 
@@ -116,7 +117,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def markdown(summary: dict) -> str:
-    """results.md: the Table-1-style mean table, per-sequence tables, speed table, warnings."""
+    """results.md: the Table-1-style mean table, component tables, per-sequence tables, speed table, warnings."""
+    from .components import markdown as components_markdown
+
     cfg, mean, seqs = summary["config"], summary["mean"], summary["sequences"]
     notes = Footnotes()
     evaluated = {k: v for k, v in seqs.items() if "skipped" not in v}
@@ -127,7 +130,8 @@ def markdown(summary: dict) -> str:
     out += [f"- data: `{cfg['data']}`: {len(evaluated)} sequences evaluated, {len(seqs) - len(evaluated)} skipped, {frames} frames",
             f"- working size {cfg['size'][0]}x{cfg['size'][1]} (area resampling); input = CIELAB L; reference = {cfg['reference']}",
             f"- flow for WE: {summary['flow']}; device: {summary['device']}",
-            "- means over frames, then over sequences; WE x1000; FID over all frames of the dataset", ""]
+            "- means over frames, then over sequences; WE x1000; CDC = JS divergence of RGB histograms of frames t "
+            "and t+k, k = 1, 2, 4 (Liu et al.); FID over all frames of the dataset", ""]
     out += ["## Mean over sequences", ""]
     header = ["method"] + [f"{m} {arrow}" for m, arrow, _ in TABLE_METRICS]
     rows = [[name] + [fmt(mean[name].get(m), d, notes) for m, _, d in TABLE_METRICS] for name in summary["rows"]]
@@ -136,7 +140,8 @@ def markdown(summary: dict) -> str:
                if n != "ground truth" and mean[n].get("sequences", len(evaluated)) < len(evaluated)]
     if partial:
         out += ["Means over fewer sequences: " + ", ".join(partial) + ".", ""]
-    for metric in ("PSNR", "COLOR", "WE"):
+    out += components_markdown(summary)
+    for metric in ("PSNR", "COLOR", "WE", "CDC"):
         out += [f"## {metric} per sequence", ""]
         header = ["sequence", "frames"] + summary["rows"]
         rows = [[k, str(v["frames"])] + [fmt(v["methods"].get(n, {}).get("metrics", {}).get(metric), DIGITS[metric], notes)
@@ -204,13 +209,13 @@ def _bars(summary: dict, path: Path) -> None:
 
     names = [n for n in summary["rows"] if n != "ground truth"]
     gt = summary["mean"].get("ground truth", {})
-    fig, axes = plt.subplots(1, 4, figsize=(4 + 2.2 * len(names), 3.6))
-    for ax, (metric, arrow) in zip(axes, (("PSNR", "↑"), ("SSIM", "↑"), ("COLOR", "↑"), ("WE", "↓"))):
+    fig, axes = plt.subplots(1, 5, figsize=(5 + 2.7 * len(names), 3.6))
+    for ax, (metric, arrow) in zip(axes, (("PSNR", "↑"), ("SSIM", "↑"), ("COLOR", "↑"), ("WE", "↓"), ("CDC", "↓"))):
         vals = [summary["mean"][n].get(metric) for n in names]
         nums = [v if isinstance(v, (int, float)) else 0.0 for v in vals]
         ax.bar(range(len(names)), nums, color=[f"C{i}" for i in range(len(names))])
         for i, v in enumerate(vals):
-            ax.text(i, nums[i], "n/a" if not isinstance(v, (int, float)) else f"{v:.{min(DIGITS[metric], 3)}f}",
+            ax.text(i, nums[i], "n/a" if not isinstance(v, (int, float)) else f"{v:.{min(DIGITS[metric], 5 if metric == 'CDC' else 3)}f}",
                     ha="center", va="bottom", fontsize=7)
         if isinstance(gt.get(metric), (int, float)):
             ax.axhline(gt[metric], color="k", ls="--", lw=1, label="ground truth")

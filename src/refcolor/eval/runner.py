@@ -7,8 +7,9 @@
   one, or an image / a folder of ``<seq>.<ext>`` images).
 * Metrics per frame (PSNR, SSIM, COLOR, LPIPS when its weights exist), mean over frames, then over
   sequences; WE (x1000) from flows between consecutive ground-truth frames (RAFT when its weights
-  exist, else DIS), cached in ``<report>/flow-cache``; FID over all frames of the dataset when its
-  weights exist. The ground truth itself is scored (COLOR, WE) as a reference row.
+  exist, else DIS), cached in ``<report>/flow-cache``; CDC (Liu et al.) per sequence; FID over all
+  frames of the dataset when its weights exist. The ground truth is scored (COLOR, WE, CDC) as a row.
+* ``components``: one trained model with each part switched off in turn (``eval.components``).
 * A speed table (paper Table 3): seconds per frame of every model for each block size N, on a
   fixed clip after a warm-up.
 
@@ -31,11 +32,12 @@ from ..errors import RefcolorError
 from ..flow import FlowCache, FlowEstimator, build_flow
 from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, list_frame_files, open_source, read_image
 from .baselines import BASELINE_NAMES, Method, ModelMethod, build_method, gray_from_rgb
-from .metrics import (PSNR_CAP, WE_SCALE, FIDMetric, LPIPSMetric, Unavailable, colorfulness, mean_psnr, psnr,
+from .components import build_component_methods, summarize
+from .metrics import (PSNR_CAP, WE_SCALE, FIDMetric, LPIPSMetric, Unavailable, cdc, colorfulness, mean_psnr, psnr,
                       ssim, warp_error)
 from .report import device_name, render_grid, versions
 
-METRICS = ("FID", "LPIPS", "PSNR", "SSIM", "COLOR", "WE")
+METRICS = ("FID", "LPIPS", "PSNR", "SSIM", "COLOR", "WE", "CDC")
 GROUND_TRUTH = "ground truth"
 GRAY_COLORFULNESS = 1.0  # mean COLOR below this: the "color" ground truth is gray
 
@@ -49,6 +51,7 @@ class EvalConfig:
     models: list[str] = field(default_factory=list)
     baselines: bool = False
     ablations: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
     blocks: list[int] = field(default_factory=list)
     size: tuple[int, int] = (216, 384)
     reference: str = "first"
@@ -220,7 +223,8 @@ class Evaluator:
             self.fid[name].update(outs, gt)
         metrics = {"LPIPS": mean_over_sequences(lp), "PSNR": mean_psnr(p),
                    "SSIM": float(np.mean([ssim(o, g) for o, g in zip(outs, gt)])),
-                   "COLOR": float(np.mean([colorfulness(o) for o in outs])), "WE": self._we(outs, gt, seq)}
+                   "COLOR": float(np.mean([colorfulness(o) for o in outs])), "WE": self._we(outs, gt, seq),
+                   "CDC": cdc(outs) if len(outs) > 1 else Unavailable("1 frame")}
         return {"metrics": metrics, "psnr": [min(v, PSNR_CAP) for v in p]}
 
     def run_sequence(self, seq: Sequence, bar) -> tuple[dict, bytes | None, tuple | None]:
@@ -245,7 +249,8 @@ class Evaluator:
         self.cache.clear()
         t0 = self._tick("load + gray input", t0)
         entry["methods"][GROUND_TRUTH] = {"metrics": {"LPIPS": None, "PSNR": None, "SSIM": None, "COLOR": gt_color,
-                                                      "WE": self._we(gt, gt, seq)}, "psnr": []}
+                                                      "WE": self._we(gt, gt, seq),
+                                                      "CDC": cdc(gt) if len(gt) > 1 else Unavailable("1 frame")}, "psnr": []}
         self._tick("flow + ground-truth WE", t0)
         picks = sorted({0, len(gt) // 2, len(gt) - 1})
         tiles: dict[str, list[np.ndarray]] = {}
@@ -310,8 +315,9 @@ class Evaluator:
         return rows
 
 
-def build_methods(cfg: EvalConfig) -> tuple[list[Method], dict[str, dict]]:
-    """The methods of a config (baselines, --model specs, ablation checkpoints) and ablation flags by label."""
+def build_methods(cfg: EvalConfig) -> tuple[list[Method], dict[str, dict], list[dict]]:
+    """The methods of a config (baselines, --model specs, ablation checkpoints, component rows), ablation
+    flags by label and the component groups (``eval.components``)."""
     names = list(BASELINE_NAMES) if cfg.baselines else []
     names += [m for m in cfg.models if m not in names]
     methods: list[Method] = [build_method(n, device=cfg.device, size=cfg.size) for n in names]
@@ -320,14 +326,19 @@ def build_methods(cfg: EvalConfig) -> tuple[list[Method], dict[str, dict]]:
         label, f = ablation_label(path)
         methods.append(ModelMethod(path, device=cfg.device, size=cfg.size, label=label))
         flags[label] = f
+    groups = []
+    for spec in dict.fromkeys(cfg.components):
+        added, group = build_component_methods(spec, methods, device=cfg.device, size=cfg.size)
+        methods += added
+        groups.append(group)
     seen: dict[str, int] = {}
     for m in methods:  # unique labels
         seen[m.name] = seen.get(m.name, 0) + 1
         if seen[m.name] > 1:
             m.name = f"{m.name} #{seen[m.name]}"
     if not methods:
-        raise RefcolorError("nothing to evaluate: give --baselines, --model SPEC or --ablations CKPT")
-    return methods, flags
+        raise RefcolorError("nothing to evaluate: give --baselines, --model SPEC, --ablations CKPT or --components MODEL")
+    return methods, flags, groups
 
 
 def evaluate(cfg: EvalConfig, warn: Callable[[str], None] | None = None) -> tuple[dict, dict[str, bytes]]:
@@ -344,7 +355,7 @@ def evaluate(cfg: EvalConfig, warn: Callable[[str], None] | None = None) -> tupl
         seqs = [s for s in seqs if s.name in cfg.sequences]
     if cfg.reference not in ("first", "middle") and not Path(cfg.reference).expanduser().exists():
         raise RefcolorError(f"--reference {cfg.reference!r}: use first, middle, an image file or a folder")
-    methods, flags = build_methods(cfg)
+    methods, flags, groups = build_methods(cfg)
     ev = Evaluator(cfg, methods, warn)
     per_seq: dict[str, dict] = {}
     grids: dict[str, bytes] = {}
@@ -385,9 +396,11 @@ def evaluate(cfg: EvalConfig, warn: Callable[[str], None] | None = None) -> tupl
         "config": {**asdict(cfg), "size": list(cfg.size)},
         "versions": versions(), "device": device_name(ev.device), "flow": ev.flow.identity,
         "methods": [{"name": m.name, "kind": m.kind, **({"spec": m.spec} if isinstance(m, ModelMethod) else {}),
-                     **({"flags": flags[m.name]} if m.name in flags else {})} for m in methods],
+                     **({"flags": flags[m.name]} if m.name in flags else {}),
+                     **({"ablation": m.ablation} if getattr(m, "ablation", None) else {})} for m in methods],
         "metrics": list(METRICS), "rows": rows, "mean": _clean(mean), "sequences": _clean(per_seq),
         "speed": {"sequence": clip[0] if clip else None, "rows": speed},
+        "components": _clean(summarize(groups, mean)),
         "warnings": ev.warnings, "timing_seconds": {k: round(v, 2) for k, v in ev.timing.items()},
     }
     return summary, grids

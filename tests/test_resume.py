@@ -139,6 +139,15 @@ def test_ctrl_c_says_how_to_resume(job, tmp_path, capsys, monkeypatch):
     hint = shlex.split(err.split("run: ", 1)[1])
     assert hint[0] == "refcolor" and hint[-1] == "--resume"
     monkeypatch.setattr(pipeline, "_flush", flush)
+    # the checkpoint changed since (retrained at the same path): another model, not continued
+    ckpt = job[2]
+    st = ckpt.stat()
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    try:
+        assert main(hint[1:]) == 2
+        assert "another input or other settings" in capsys.readouterr().err
+    finally:
+        os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns))
     # a finished output that the interrupted run was not asked to replace is not replaced by --resume
     out.write_bytes(b"finished elsewhere")
     assert main(hint[1:]) == 2 and out.read_bytes() == b"finished elsewhere"
@@ -146,3 +155,33 @@ def test_ctrl_c_says_how_to_resume(job, tmp_path, capsys, monkeypatch):
     out.unlink()
     assert main(hint[1:]) == 0  # the printed command continues the run
     assert not work.exists() and len(decoded(out)) == FRAMES
+
+
+def test_ctrl_c_in_a_batch_says_to_rerun_it(job, tmp_path, capsys, monkeypatch):
+    """A batch resumes its unfinished videos by itself: the hint is the same command, no --resume."""
+    import shlex
+    import shutil
+
+    import refcolor.pipeline as pipeline
+
+    clip, ref, ckpt = job
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copy(clip, archive / "a.mp4")
+    flush, calls = pipeline._flush, []
+
+    def interrupted_flush(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return flush(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "_flush", interrupted_flush)
+    command = ["colorize", str(archive), "-r", str(ref), "-o", str(tmp_path / "out"), "--model", str(ckpt),
+               "--size", "64x152", "--segment", str(SEGMENT), "--block", "3", "--device", "cpu", "-q"]
+    assert main(command) == 130
+    err = capsys.readouterr().err.strip()
+    assert "6 finished frames kept in" in err and str(tmp_path / "out" / ".a.mp4.refcolor-work") in err
+    assert shlex.split(err.split("run: ", 1)[1]) == ["refcolor", *command]
+    monkeypatch.setattr(pipeline, "_flush", flush)
+    assert main(command) == 0 and len(decoded(tmp_path / "out" / "a.mp4")) == FRAMES

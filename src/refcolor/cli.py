@@ -110,10 +110,14 @@ def _run_colorize(args) -> None:
 def _run_batch(args) -> None:
     from .batch import colorize_batch
 
-    report = colorize_batch(args.input, args.reference, args.output, model=args.model, size=args.size,
-                            block_size=args.block, device=args.device, crf=args.crf, overwrite=args.overwrite,
-                            progress=not args.quiet, upsample=args.upsample, shots=args.shots,
-                            segment_frames=args.segment, **_speed_options(args))
+    try:
+        report = colorize_batch(args.input, args.reference, args.output, model=args.model, size=args.size,
+                                block_size=args.block, device=args.device, crf=args.crf, overwrite=args.overwrite,
+                                progress=not args.quiet, upsample=args.upsample, shots=args.shots,
+                                segment_frames=args.segment, **_speed_options(args))
+    except Interrupted as exc:
+        exc.needs_resume_flag = False  # a rerun of the batch skips finished videos and resumes this one
+        raise
     print(f"batch: {len(report['done'])} colorized, {len(report['skipped'])} already done, {len(report['failed'])} failed -> {args.output}")
     if report["failed"]:
         raise RefcolorError(f"{len(report['failed'])} video(s) failed: {', '.join(p.name for p in report['failed'])}")
@@ -252,7 +256,7 @@ def _interrupted_line(exc: KeyboardInterrupt, argv: list[str]) -> str:
         return "refcolor: interrupted"
     import shlex
 
-    again = ["refcolor", *argv] + ([] if "--resume" in argv else ["--resume"])
+    again = ["refcolor", *argv] + ([] if "--resume" in argv or not exc.needs_resume_flag else ["--resume"])
     return (f"refcolor: interrupted; {plural(exc.frames_done, 'finished frame')} kept in {exc.work}; "
             f"to continue from there, run: {shlex.join(again)}")
 

@@ -22,6 +22,7 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, work: Path, frames_done: int) -> None:
         super().__init__(str(work))
         self.work, self.frames_done = Path(work), frames_done
+        self.needs_resume_flag = True  # False for a batch, which resumes its unfinished videos by itself
 
 
 def option(flag: str, argument: str) -> str:

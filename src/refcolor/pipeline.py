@@ -140,7 +140,8 @@ def colorize(
         kwargs = dict(fps=info.fps, width=info.width, height=info.height, crf=crf, time_base=info.time_base)
         skip, work = 0, None
         if is_video_out:
-            settings = dict(model=str(model), size=colorizer.size, block=colorizer.block_size, crf=crf, shots=shots,
+            settings = dict(model=str(model), model_used=colorizer.model_name, model_file=_file_identity(model),
+                            size=colorizer.size, block=colorizer.block_size, crf=crf, shots=shots,
                             refs=[(s, hashlib.sha1(Path(p).read_bytes()).hexdigest()) for s, p in specs],
                             upsample=upsample, segment=segment_frames, **({"amp": amp} if amp else {}),
                             **({"backend": backend} if backend != "torch" else {}))
@@ -220,6 +221,15 @@ def colorize(
                 os.replace(target, output)
     timings = {"decode": frames.seconds, **colorizer.timings, "encode": writer.seconds}
     return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size), timings)
+
+
+def _file_identity(model) -> list | None:
+    """Size and mtime of a checkpoint file: one retrained at the same path is another model (resume)."""
+    path = Path(str(model))
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _flush(colorizer: Colorizer, block: list, writer: BlockWriter, bar, report=None) -> int:

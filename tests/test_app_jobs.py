@@ -207,3 +207,18 @@ def test_model_choices_follow_the_library_default(tmp_path, monkeypatch):
         assert app.default_model() == "warp"  # a default without weights: the first offered
     finally:
         app.close()
+
+
+def test_done_line_says_one_frame(tmp_path):
+    """The status line of a finished one-frame job says "1 frame" (it said "1 frames")."""
+    from refcolor.app.jobs import Job
+    from refcolor.app.service import App
+
+    app = App(tmp_path / "root", Limits(), keep_minutes=1)
+    try:
+        job = Job("j1", "preview", tmp_path, fn=lambda job: None, state=DONE, done=1, total=1, started=0.0, finished=2.0)
+        assert app.describe(job).startswith("preview done: 1 frame in 2.0 s")
+        job.done = 4
+        assert app.describe(job).startswith("preview done: 4 frames in 2.0 s")
+    finally:
+        app.close()

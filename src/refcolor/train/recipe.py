@@ -85,6 +85,7 @@ class TrainConfig:
     val_frames: int = 50
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
+    max_minutes: float = 0.0  # stop cleanly (validation + checkpoint) once fit has run this long (0 = off; per call, also on --resume)
 
     # -- construction ------------------------------------------------------------------
     def model_config(self) -> ModelConfig:
@@ -106,6 +107,8 @@ class TrainConfig:
             raise RefcolorError("ref_first_prob and ref_other_prob must lie in [0, 1]")
         if self.ref_gap_min < 1 or self.ref_gap_max < 0 or (self.ref_gap_max and self.ref_gap_max < self.ref_gap_min):
             raise RefcolorError(f"ref_gap_min ({self.ref_gap_min}) must be at least 1 and ref_gap_max ({self.ref_gap_max}) 0 or at least ref_gap_min")
+        if self.max_minutes < 0:
+            raise RefcolorError(f"max_minutes must be >= 0, got {self.max_minutes}")
         if self.val_holdout_count < 0 or self.val_min_frames < 2 or self.val_frames < 2:
             raise RefcolorError("val_holdout_count must be >= 0, val_min_frames and val_frames >= 2")
         if self.perceptual not in ("auto", "vgg19", "lite0"):

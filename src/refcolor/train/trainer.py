@@ -63,7 +63,9 @@ class Trainer:
             if ckpt is None:
                 raise RefcolorError(f"--resume: no checkpoint in {self.run_dir / 'checkpoints'}")
             saved = json.loads((self.run_dir / "config.json").read_text())["train"]
-            cfg = merge_resumed(from_json(json.dumps(saved)), cfg)
+            merged = merge_resumed(from_json(json.dumps(saved)), cfg)
+            merged.max_minutes = cfg.max_minutes  # a wall-clock limit belongs to this call, not to the run
+            cfg = merged
         elif ckpt is not None:
             raise RefcolorError(f"{self.run_dir} already holds a training run; pass --resume or choose another --out")
         self.cfg = cfg.validate()
@@ -297,6 +299,7 @@ class Trainer:
         self.tb = TensorBoard(self.run_dir) if self.rank == 0 else None
         validator = build_validator(cfg, self.holdout, self.run_dir, self.device) if self.rank == 0 else None
         stop_flag = {"stop": False}
+        deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         restore = install_signals(stop_flag)
         data = self._loader(self.step * cfg.batch_size)
         bar = None
@@ -331,8 +334,9 @@ class Trainer:
                     if self.step % max(1, cfg.log_every) == 0 or self.step == 1:
                         bar.set_postfix_str(" ".join(f"{k}={terms[k]:.4f}" for k in ("total", *TERMS) if k in terms)
                                             + f" {row['samples_per_s']:.2f} samples/s")
-                stop = any_rank(stop_flag["stop"] or (stop_at is not None and self.step >= stop_at), self.world, self.device)
-                if validator is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                timed_out = time.monotonic() >= deadline  # max_minutes: validate, checkpoint and stop
+                stop = any_rank(stop_flag["stop"] or timed_out or (stop_at is not None and self.step >= stop_at), self.world, self.device)
+                if validator is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps or timed_out):
                     val_scores = self._validate(validator)
                     self._set_train_mode()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or stop:

@@ -7,7 +7,8 @@ Phases, each with its own time limit so that a hang cannot eat the lease:
      made by tools/gpu_pack.py, because the lease carries at most 64 MiB) into frame folders;
   2. network throughput on CUDA, fp32 and bf16 (benchmarks/throughput.py);
   3. seconds per training step for ``lite`` and ``paper`` alone (batch 8, bf16, 216x384);
-  4. the remaining time: fine-tuning variants of ``lite`` side by side from ``.gpu/init.safetensors``,
+  4. the remaining time: fine-tuning variants of ``lite`` side by side from ``.gpu/init.safetensors``
+     (else the packaged lite; packages set up as tools/gpu_train.py does),
      validated on the held-out training clips every ``--val-every`` steps, stopped by SIGTERM at the
      deadline (the trainer writes its checkpoint and EMA export on SIGTERM).
 Everything small goes into ``OUT/results.tar.gz``; each variant's best EMA weights into
@@ -116,6 +117,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
 
+    sys.path.insert(0, str(ROOT / "tools"))
+    from gpu_train import PACKAGED, setup_packages  # kornia from the carried wheels, the trimmed Lite0 restored
+
+    setup_packages(ROOT / ".gpu", work / "site")
+    init = ROOT / ".gpu" / "init.safetensors"
+    init = init if init.is_file() else PACKAGED
     n = decode_videos(ROOT / ".gpu" / "vid", work / "frames")
     log(f"decoded {n} frames")
 
@@ -145,7 +152,7 @@ def main() -> None:
     for name, sets in VARIANTS.items():
         rd = work / "runs" / name
         cmd = train_cmd(rd, work / "frames", steps,
-                        ["num_workers=4", f"init_from={ROOT / '.gpu' / 'init.safetensors'}", "adv_start=0",
+                        ["num_workers=4", f"init_from={init}", "adv_start=0",
                          'val_holdout=["davis-car-turn", "fresco-dog"]', f"val_every={args.val_every}",
                          "ema_decay=0.99", "lr_milestones=[0.7, 0.9]", *sets, *args.sets],
                         device=args.device)

@@ -56,13 +56,17 @@ def colorful(h: int, w: int, seed: int = 0) -> np.ndarray:
     return resize(skimage.data.astronaut(), h, w) if seed == 0 else resize(skimage.data.chelsea(), h, w)
 
 
-def test_reference_size_keeps_the_aspect_at_about_the_working_pixels():
+def test_reference_size_keeps_the_aspect_ratio():
     assert reference_size(480, 854, 216, 384) == (216, 384)  # same aspect: exactly the working size
-    rh, rw = reference_size(1920, 1080, 216, 384)  # a portrait photo for a landscape film
-    assert rh % 8 == 0 and rw % 8 == 0 and rh > rw
-    assert abs(rh / rw - 1920 / 1080) < 0.05
+    assert reference_size(1920, 1080, 216, 384) == (216, 120)  # a portrait photo: the frames' height
+    rh, rw = reference_size(1920, 1080, 216, 384, fit="pixels")  # or about the working pixel count
+    assert rh % 8 == 0 and rw % 8 == 0 and abs(rh / rw - 1920 / 1080) < 0.05
     assert abs(rh * rw / (216 * 384) - 1) < 0.05
+    ph, pw = reference_size(100, 2000, 216, 384)  # a panorama: capped at twice the working pixels
+    assert ph * pw <= 2 * 216 * 384 * 1.05 and abs(pw / ph - 20) < 1.5
     assert min(reference_size(16, 4000, 64, 64)) == 16  # never below check_size's 16
+    with pytest.raises(RefcolorError, match="fit"):
+        reference_size(100, 100, 64, 64, fit="stretch")
 
 
 @pytest.mark.parametrize("model", ["warp", "lite"])

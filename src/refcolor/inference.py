@@ -108,6 +108,8 @@ class Colorizer:
     (to_lab, model, to_rgb).
     """
 
+    reference_fit = "height"  # how references are scaled: ``reference_size``'s ``fit``
+
     def __init__(
         self,
         model: str | Path | nn.Module = "default",
@@ -170,7 +172,8 @@ class Colorizer:
                      device=self.device, name=f"model {name}")
 
     def set_reference(self, references: np.ndarray | Sequence[np.ndarray]) -> None:
-        """One color reference (H,W,3) or several; encoded once at the working size."""
+        """One color reference (H,W,3) or several, of any shapes; each is encoded once at its own
+        aspect ratio and the working size's height (``reference_size``)."""
         refs = [references] if isinstance(references, np.ndarray) and references.ndim == 3 else list(references)
         if not refs:
             raise RefcolorError("at least one color reference is needed")
@@ -189,12 +192,12 @@ class Colorizer:
         from .models.network import RefState
 
         h, w = self.size
-        sizes = [reference_size(*ref.shape[:2], h, w) for ref in self._reference_images]
+        sizes = [reference_size(*ref.shape[:2], h, w, self.reference_fit) for ref in self._reference_images]
         if len(sizes) > 1 or sizes[0] != (h, w):
             self._check_budget(sum(rh * rw for rh, rw in sizes))
         states = []
         for ref, ref_size in zip(self._reference_images, sizes):
-            # Each reference keeps its own aspect ratio at about the working size's pixel count: the
+            # Each reference keeps its own aspect ratio (at the frames' height, reference_size): the
             # correlation is over reference positions, which need not have the frames' shape.
             rgb = F.interpolate(uint8_to_tensor(ref).to(self.device), size=ref_size, mode="area")
             state = self.model.encode_reference(normalize_lab(rgb_to_lab(rgb)))
@@ -254,11 +257,23 @@ class Colorizer:
         return rgb
 
 
-def reference_size(ref_h: int, ref_w: int, h: int, w: int) -> tuple[int, int]:
-    """Size at which a ref_h x ref_w reference is encoded for working size h x w: about h*w pixels
-    at the reference's own aspect ratio, sides multiples of 8 and at least 16 (``check_size``).
-    A reference of the working size's aspect ratio (within rounding) gets exactly (h, w)."""
-    scale = math.sqrt(h * w / (ref_h * ref_w))
+MAX_REFERENCE_PIXELS = 2.0  # a reference holds at most this many times the working size's pixels
+
+
+def reference_size(ref_h: int, ref_w: int, h: int, w: int, fit: str = "height") -> tuple[int, int]:
+    """Size at which a ref_h x ref_w reference is encoded for working size h x w, at the
+    reference's own aspect ratio, sides multiples of 8 and at least 16 (``check_size``).
+
+    ``fit="height"`` (the default): the reference gets the frames' height, so that a portrait
+    still of the scene is seen at the frames' scale (benchmarks/portrait_reference.py: 1-2 dB
+    closer to the whole frame than ``fit="pixels"``, which gives it about h*w pixels and so
+    enlarges a portrait reference); a wide reference is capped at ``MAX_REFERENCE_PIXELS`` times
+    h*w. A reference of the working size's aspect ratio (within rounding) gets exactly (h, w).
+    """
+    if fit not in ("height", "pixels"):
+        raise RefcolorError(f"unknown reference fit {fit!r}; use height or pixels")
+    scale = h / ref_h if fit == "height" else math.sqrt(h * w / (ref_h * ref_w))
+    scale = min(scale, math.sqrt(MAX_REFERENCE_PIXELS * h * w / (ref_h * ref_w)))
     rh, rw = ref_h * scale, ref_w * scale
     if abs(rh - h) < 8 and abs(rw - w) < 8:
         return h, w

@@ -89,6 +89,17 @@ def test_best_match_is_eq3_of_the_warp():
     assert torch.allclose(best_match(q[0], k[0], chunk=16), s[0, 0, 0], atol=1e-6)
 
 
+def test_meter_equals_the_warp_models_similarity(clip):
+    from refcolor.coverage import CoverageMeter
+
+    meter = CoverageMeter(device="cpu", size=(96, 144))
+    meter.set_references([np.asarray(Image.open(clip["ref"]))])
+    frames = clip["frames"][HALF - 1: HALF + 1]
+    with torch.inference_mode():
+        expected = meter.model.similarity(meter._work(frames)[None], meter._reference_state())[0, :, 0]
+    assert np.allclose(meter.similarity(frames), expected.numpy(), atol=1e-5)
+
+
 def test_shots_command_reports_coverage_and_leaves_the_input_folder_alone(clip, tmp_path, monkeypatch, capsys):
     data = clip["video"].parent
     before = sorted((p.name, p.stat().st_mtime_ns) for p in data.iterdir())

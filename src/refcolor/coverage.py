@@ -107,10 +107,11 @@ class CoverageMeter:
 
     @torch.inference_mode()
     def similarity(self, frames: list[np.ndarray]) -> np.ndarray:
-        """RGB (or gray) frames -> S maps N,h4,w4 float32."""
-        l_work = self._work(frames)
-        sim = self.model.similarity(l_work[None], self._reference_state())
-        return sim[0, :, 0].float().cpu().numpy()
+        """RGB (or gray) frames -> S maps N,h4,w4 float32: ``WarpModel.similarity`` without the warp
+        (the softmax and chroma average, 1.7-2x the cost of the correlation, are not needed)."""
+        ref = self._reference_state().keys[0][0]
+        keys, (gh, gw) = self.model._keys(self._work(frames))
+        return torch.stack([best_match(k, ref) for k in keys]).view(-1, gh, gw).float().cpu().numpy()
 
     @torch.inference_mode()
     def keys(self, frames: list[np.ndarray]) -> Tensor:

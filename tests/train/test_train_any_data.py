@@ -72,3 +72,24 @@ def test_sigterm_to_the_process_group_stops_cleanly_and_resumes(tmp_path):
     assert latest_checkpoint(out).name == f"step-{stopped + 1:06d}"
     rows = (out / "log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(s) for s in range(1, stopped + 2)]
+
+
+def test_a_crash_before_the_training_loop_does_not_hang_on_the_sigterm_proof_worker(tmp_path):
+    """Workers ignore SIGTERM, so Python's exit (terminate, then join) would wait for them forever
+    unless ``watch_loader`` closes them first."""
+    data = unseen_folder(tmp_path / "mine")
+    script = f"""
+from torch.utils.data import DataLoader
+from refcolor.train.data import ClipDataset, ClipSpec, EpochSampler, watch_loader, worker_init
+from refcolor.train.sources import discover
+if __name__ == "__main__":
+    ds = ClipDataset(discover([{str(data)!r}]).sequences, ClipSpec(size=(32, 48), clip_len=4), flow="dis")
+    it = watch_loader(iter(DataLoader(ds, sampler=EpochSampler(len(ds)), num_workers=1, worker_init_fn=worker_init,
+                                      persistent_workers=True, multiprocessing_context="spawn")))
+    next(it)
+    raise SystemExit(3)
+"""
+    (tmp_path / "crash.py").write_text(script)
+    proc = subprocess.run([sys.executable, str(tmp_path / "crash.py")], timeout=120, capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 3, proc.stderr[-2000:]

@@ -21,7 +21,7 @@ def test_lite_learns_on_a_real_clip(tmp_path):
         # Without the warp's raw taps in head 1: the shipped `lite` starts at the training-free warp's
         # quality (raw_keys), which leaves no 30 % to gain in 50 steps; the learned heads alone show
         # that the losses, optimiser and network learn from fresh layers.
-        model={"raw_keys": False},
+        model={"raw_keys": False, "key_mix": False, "key_proj_hidden": 0},
     ).validate()
     torch.manual_seed(0)
     trainer = Trainer(cfg, progress=False)  # the real ImageNet Lite0 backbone, fresh other layers

@@ -68,6 +68,33 @@ def measure(data: Path, size=(216, 384), block: int = 4) -> dict[str, dict[str, 
     return out
 
 
+def model_errors(data: Path, name: str, size=(216, 384)) -> dict[str, np.ndarray]:
+    """Per sequence, the per-frame chroma error of another model (``Colorizer``, memory kept over
+    the sequence), to check that the warp's coverage also predicts a trained model's error."""
+    import torch
+
+    from refcolor.color import rgb_to_lab, uint8_to_tensor
+    from refcolor.eval.runner import discover_sequences, load_sequence
+    from refcolor.inference import Colorizer
+
+    colorizer = Colorizer(name, device="cpu", size=size)
+    out = {}
+    for seq in discover_sequences(data):
+        frames = load_sequence(seq, size)
+        colorizer.set_reference(frames[0])
+        errs = []
+        for first in range(0, len(frames), colorizer.block_size):
+            # color frames in: the Colorizer keeps only their CIELAB L (the protocol's input)
+            pred = colorizer.step(frames[first:first + colorizer.block_size])
+            with torch.inference_mode():
+                a = rgb_to_lab(uint8_to_tensor(pred))[:, 1:]
+                b = rgb_to_lab(uint8_to_tensor(np.stack(frames[first:first + len(pred)])))[:, 1:]
+            errs.append((a - b).norm(dim=1).mean(dim=(1, 2)).numpy())
+        out[seq.name] = np.concatenate(errs)
+        print(f"{name} {seq.name}: {len(frames)} frames", file=sys.stderr)
+    return out
+
+
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     if x.std() == 0 or y.std() == 0:
         return float("nan")
@@ -149,6 +176,10 @@ def markdown(r: dict) -> str:
         f"Frames with an uncovered share >= {r['flag']['flag_share']:.2f} (reported as poorly covered): "
         f"{r['flag']['frames_flagged']}, mean chroma error {r['flag']['mean_error_flagged']:.2f} vs "
         f"{r['flag']['mean_error_unflagged']:.2f} for the others.", "",
+        *([f"Against the per-frame chroma error of `{r['error_model']['model']}` (mean "
+            f"{r['error_model']['mean_chroma_error']:.2f}), the same uncovered share (warp features) correlates "
+            f"with r = {r['error_model']['pearson']:.3f} (within-sequence mean "
+            f"{r['error_model']['pearson_within_sequence_mean']:.3f}).", ""] if "error_model" in r else []),
         "| sequence | frames | uncovered share | chroma error | Pearson |", "|---|---|---|---|---|",
     ]
     for n, s in r["sequences"].items():
@@ -166,6 +197,8 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "davis16-dev"))
     p.add_argument("--cache", default="/tmp/refcolor-coverage-maps.npz", help="S and error maps (reused when present)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--error-model", default=None, metavar="MODEL",
+                   help="also correlate the warp's coverage with this model's per-frame error (e.g. lite)")
     args = p.parse_args()
     import torch
 
@@ -181,6 +214,14 @@ def main() -> None:
         maps = measure(Path(args.data))
         np.savez_compressed(cache, **{f"{s}/{k}": v for s, d in maps.items() for k, v in d.items()})
     result = analyse(maps)
+    if args.error_model:
+        errors = model_errors(Path(args.data), args.error_model)
+        names, t = sorted(maps), result["threshold"]
+        share = {n: (maps[n]["sim"].astype(np.float32) < t).mean(axis=(1, 2))[1:] for n in names}
+        result["error_model"] = {
+            "model": args.error_model, "mean_chroma_error": float(np.concatenate([errors[n][1:] for n in names]).mean()),
+            "pearson": pearson(np.concatenate([share[n] for n in names]), np.concatenate([errors[n][1:] for n in names])),
+            "pearson_within_sequence_mean": float(np.nanmean([pearson(share[n], errors[n][1:]) for n in names]))}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "coverage_calibration.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "coverage_calibration.md").write_text(markdown(result))

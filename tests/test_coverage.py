@@ -173,3 +173,14 @@ def test_app_preview_shows_coverage(clip, tmp_path):
                 assert share >= 100 * FLAG_SHARE and caption.endswith("add a reference for it") and red > 0.15, caption
     finally:
         app.close()
+
+
+def test_bad_references_give_one_line(clip, tmp_path, capsys):
+    gray = tmp_path / "gray.png"
+    Image.fromarray(clip["frames"][0].mean(-1).astype(np.uint8)).save(gray)
+    for ref, message in [(tmp_path / "missing.png", "reference not found"), (gray, "the reference image is gray")]:
+        assert main(["shots", str(clip["video"]), "-r", str(ref), "--sheet", str(tmp_path / "s.png"),
+                     "--coverage-sheet", str(tmp_path / "c.png"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "c.png").exists()

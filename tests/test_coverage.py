@@ -91,6 +91,7 @@ def test_best_match_is_eq3_of_the_warp():
 
 def test_meter_equals_the_warp_models_similarity(clip):
     from refcolor.coverage import CoverageMeter
+    from refcolor.inference import working_size
 
     meter = CoverageMeter(device="cpu", size=(96, 144))
     meter.set_references([np.asarray(Image.open(clip["ref"]))])
@@ -98,6 +99,10 @@ def test_meter_equals_the_warp_models_similarity(clip):
     with torch.inference_mode():
         expected = meter.model.similarity(meter._work(frames)[None], meter._reference_state())[0, :, 0]
     assert np.allclose(meter.similarity(frames), expected.numpy(), atol=1e-5)
+    default = CoverageMeter(meter.model)  # no size: the working size of the frames, as Colorizer picks it
+    default.set_references([np.asarray(Image.open(clip["ref"]))])
+    h, w = working_size(*frames[0].shape[:2])
+    assert default.similarity(frames[:1]).shape == (1, h // 4, w // 4) and default.size == (h, w)
 
 
 def test_shots_command_reports_coverage_and_leaves_the_input_folder_alone(clip, tmp_path, monkeypatch, capsys):

@@ -109,8 +109,9 @@ class CoverageMeter:
     def similarity(self, frames: list[np.ndarray]) -> np.ndarray:
         """RGB (or gray) frames -> S maps N,h4,w4 float32: ``WarpModel.similarity`` without the warp
         (the softmax and chroma average, 1.7-2x the cost of the correlation, are not needed)."""
+        l_work = self._work(frames)  # sets the working size on the first call
         ref = self._reference_state().keys[0][0]
-        keys, (gh, gw) = self.model._keys(self._work(frames))
+        keys, (gh, gw) = self.model._keys(l_work)
         return torch.stack([best_match(k, ref) for k in keys]).view(-1, gh, gw).float().cpu().numpy()
 
     @torch.inference_mode()

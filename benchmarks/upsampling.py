@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from refcolor.color import lab_to_rgb, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
+from refcolor.convert import guided_upsample
 from refcolor.eval.metrics import psnr
-from refcolor.inference import guided_upsample
 from refcolor.video import open_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from PIL import Image
 
 from refcolor.background import BlockWriter, ReadAhead
 from refcolor.color import AB_SCALE, lab_to_rgb, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
-from refcolor.convert import ROWS, luminance, to_rgb_uint8
-from refcolor.inference import Colorizer, guided_upsample
+from refcolor.convert import ROWS, guided_upsample, luminance, to_rgb_uint8
+from refcolor.inference import Colorizer
 from refcolor.video import open_source
 
 CPU = torch.device("cpu")

@@ -15,9 +15,8 @@ from PIL import Image  # noqa: E402
 
 from conftest import make_video  # noqa: E402
 from refcolor.errors import RefcolorError  # noqa: E402
-from refcolor.video import (  # noqa: E402
-    FrameFolderWriter, VideoWriter, open_source, open_writer,
-)
+from refcolor.video import open_source  # noqa: E402
+from refcolor.video_write import FrameFolderWriter, VideoWriter, open_writer  # noqa: E402
 
 
 def _one_line(exc_info) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import heapq
 from pathlib import Path
 
+from .video import load_av
+
 _COMMON_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3"}
 _COPYABLE = {
     "mp4": _COMMON_AUDIO | {"alac", "opus", "flac"},
@@ -45,9 +47,7 @@ def mux_with_audio(video_path: Path, audio_path: Path, out_path: Path, fmt: str,
     Audio is shifted by ``-origin`` seconds (the shift applied to the video) and
     cut at ``end`` seconds (output time).
     """
-    from .video import _av  # lazy: video.py re-exports video_write, which imports this module
-
-    av = _av()
+    av = load_av()
     with av.open(str(video_path)) as vin, av.open(str(audio_path)) as ain, \
             av.open(str(out_path), mode="w", format=fmt) as out:
         vs = vin.streams.video[0]

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import RefcolorError
+
 AB_SCALE = 110.0
 
 
@@ -49,3 +51,22 @@ def uint8_to_tensor(rgb: np.ndarray) -> Tensor:
 def tensor_to_uint8(rgb: Tensor) -> np.ndarray:
     """B,3,H,W in [0, 1] -> B,H,W,3 uint8."""
     return (rgb.clamp(0, 1) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def as_rgb_uint8(frame: np.ndarray | Tensor) -> np.ndarray:
+    """Gray (H,W or H,W,1), RGB or RGBA, uint8/uint16/float in [0,1] -> H,W,3 uint8."""
+    arr = frame.detach().cpu().numpy() if isinstance(frame, Tensor) else np.asarray(frame)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # C,H,W tensor layout
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise RefcolorError(f"a frame must be H,W (gray) or H,W,3 (RGB); got shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif arr.dtype.kind == "f":
+        arr = (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise RefcolorError(f"unsupported frame dtype {arr.dtype}")
+    arr = arr[..., :3]
+    return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr

@@ -16,6 +16,8 @@ On a GPU the whole block is converted at once: memory traffic is not its bottlen
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -65,13 +67,27 @@ def luminance(batch: np.ndarray, device: torch.device) -> Tensor:
     return out
 
 
+def guided_upsample(ab: Tensor, guide_l: Tensor) -> Tensor:
+    """Edge-aware up-sampling of chroma: bilinear, then a guided filter steered by full-res L.
+
+    ab: B,2,h,w; guide_l: B,1,H,W in [0, 1] -> B,2,H,W. The radius follows the scale factor so
+    that the filter spans about one low-resolution pixel.
+    """
+    import kornia.filters
+
+    up = F.interpolate(ab, size=guide_l.shape[-2:], mode="bilinear", align_corners=False)
+    scale = guide_l.shape[-2] / ab.shape[-2]
+    if scale <= 1.5:
+        return up
+    radius = int(math.ceil(scale))
+    return kornia.filters.guided_blur(guide_l, up, 2 * radius + 1, eps=1e-3)
+
+
 def _upsample(ab: Tensor, lum: Tensor, method: str) -> Tensor:
     """ab B,2,h,w -> B,2,H,W at the size of ``lum`` (B,1,H,W)."""
     if ab.shape[-2:] == lum.shape[-2:]:
         return ab
     if method == "guided":
-        from .inference import guided_upsample
-
         return guided_upsample(ab, lum / 100.0)
     return F.interpolate(ab, size=lum.shape[-2:], mode="bilinear", align_corners=False)
 

@@ -81,8 +81,9 @@ class CoverageMeter:
 
     def _work(self, frames: list[np.ndarray]) -> Tensor:
         """RGB frames -> N,1,h,w normalised L at the working size (as ``Colorizer`` feeds it)."""
+        from .color import as_rgb_uint8
         from .convert import luminance
-        from .inference import as_rgb_uint8, working_size
+        from .inference import working_size
 
         batch = np.stack([as_rgb_uint8(f) for f in frames])
         if self.size is None:

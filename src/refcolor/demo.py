@@ -27,7 +27,7 @@ def bikes_path() -> Path:
     return path
 
 
-def _write_gray(src: Path, dst: Path, start: int, frames: int) -> list[np.ndarray]:
+def write_gray(src: Path, dst: Path, start: int, frames: int) -> list[np.ndarray]:
     """Writes frames ``start`` .. ``start + frames - 1`` of ``src`` as gray video; returns them in color."""
     from .video_write import VideoWriter
 
@@ -57,7 +57,7 @@ def run_demo(out_dir: str | Path = "refcolor-demo", model: str = "default", fram
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gray_path = out_dir / "bikes_gray.mp4"
-    color_frames = _write_gray(bikes_path(), gray_path, start, frames)
+    color_frames = write_gray(bikes_path(), gray_path, start, frames)
     if not color_frames:
         raise RefcolorError(f"the demo clip has no frames from {start} on")
     reference = color_frames[0]

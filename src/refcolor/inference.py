@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .color import AB_SCALE, normalize_lab, rgb_to_lab, uint8_to_tensor
+from .color import AB_SCALE, as_rgb_uint8, normalize_lab, rgb_to_lab, uint8_to_tensor
 from .convert import luminance, to_rgb_uint8
 from .cpu_math import flush_denormals
 from .errors import RefcolorError
@@ -55,41 +55,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 16 or w < 16 or h > 4320 or w > 7680:
         raise RefcolorError(f"size {text!r} out of range (16..4320 x 16..7680)")
     return max(16, round(h / 8) * 8), max(16, round(w / 8) * 8)
-
-
-def as_rgb_uint8(frame: np.ndarray | Tensor) -> np.ndarray:
-    """Gray (H,W or H,W,1), RGB or RGBA, uint8/uint16/float in [0,1] -> H,W,3 uint8."""
-    arr = frame.detach().cpu().numpy() if isinstance(frame, Tensor) else np.asarray(frame)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # C,H,W tensor layout
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise RefcolorError(f"a frame must be H,W (gray) or H,W,3 (RGB); got shape {arr.shape}")
-    if arr.dtype == np.uint16:
-        arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif arr.dtype.kind == "f":
-        arr = (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        raise RefcolorError(f"unsupported frame dtype {arr.dtype}")
-    arr = arr[..., :3]
-    return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
-
-
-def guided_upsample(ab: Tensor, guide_l: Tensor) -> Tensor:
-    """Edge-aware up-sampling of chroma: bilinear, then a guided filter steered by full-res L.
-
-    ab: B,2,h,w; guide_l: B,1,H,W in [0, 1] -> B,2,H,W. The radius follows the scale factor so
-    that the filter spans about one low-resolution pixel.
-    """
-    import kornia.filters
-
-    up = F.interpolate(ab, size=guide_l.shape[-2:], mode="bilinear", align_corners=False)
-    scale = guide_l.shape[-2] / ab.shape[-2]
-    if scale <= 1.5:
-        return up
-    radius = int(math.ceil(scale))
-    return kornia.filters.guided_blur(guide_l, up, 2 * radius + 1, eps=1e-3)
 
 
 class Colorizer:

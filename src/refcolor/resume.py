@@ -105,10 +105,10 @@ def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> No
     import av
 
     from .audio_mux import mux_with_audio
-    from .video_write import FORMATS, _temp_name
+    from .video_write import FORMATS, temp_name
 
     fmt = FORMATS[output.suffix.lower()]
-    video_tmp = _temp_name(output.parent, output.stem, output.suffix.lower())
+    video_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
     final_tmp = None
     try:
         origin = None
@@ -139,7 +139,7 @@ def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> No
                         out.mux(packet)
         result = video_tmp
         if audio_from is not None:
-            final_tmp = _temp_name(output.parent, output.stem, output.suffix.lower())
+            final_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
             mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
             result = final_tmp
         os.replace(result, output)

@@ -59,7 +59,7 @@ class Frame:
     index: int
 
 
-def _av():
+def load_av():
     try:
         import av
     except ImportError as exc:  # pragma: no cover - environment problem
@@ -67,7 +67,7 @@ def _av():
     return av
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     reason = getattr(exc, "strerror", None)
     if type(exc).__module__ == "av.error" and reason:
         # PyAV: "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'" -> the reason alone
@@ -127,7 +127,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
-        raise RefcolorError(f"cannot read image {path}: {_short(exc)}") from exc
+        raise RefcolorError(f"cannot read image {path}: {short_reason(exc)}") from exc
     img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if buf.size else None
     if img is None:
         raise RefcolorError(f"not a readable image (corrupt or unsupported): {path}")
@@ -188,7 +188,7 @@ def list_frame_files(folder: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- video
 
 
-def _rotation_ccw(frame, stream) -> int:
+def rotation_ccw(frame, stream) -> int:
     """Counter-clockwise display rotation of a decoded frame, as FFmpeg reports it."""
     rot = getattr(frame, "rotation", None)
     if rot is None:  # older PyAV: parse the DISPLAYMATRIX side data ourselves
@@ -209,8 +209,8 @@ def _rotation_ccw(frame, stream) -> int:
     return int(round(rot / 90.0)) * 90 % 360
 
 
-def _pick_video_stream(container):
-    av = _av()
+def pick_video_stream(container):
+    av = load_av()
     pic = getattr(getattr(av.stream, "Disposition", None), "attached_pic", None)
     for s in container.streams.video:
         disp = getattr(s, "disposition", None)
@@ -254,12 +254,12 @@ class VideoFileSource(FrameSource):
         self.info = VideoInfo(w, h, num, fps, tb, duration, has_audio, self._rotation_cw, "video")
 
     def _open(self):
-        av = _av()
+        av = load_av()
         try:
             container = av.open(str(self.path), mode="r")
         except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-            raise RefcolorError(f"not a readable video (not a video, or corrupt): {self.path}: {_short(exc)}") from exc
-        stream = _pick_video_stream(container)
+            raise RefcolorError(f"not a readable video (not a video, or corrupt): {self.path}: {short_reason(exc)}") from exc
+        stream = pick_video_stream(container)
         if stream is None:
             container.close()
             raise RefcolorError(f"{self.path} has no video stream")
@@ -268,7 +268,7 @@ class VideoFileSource(FrameSource):
         return container, stream
 
     def _frames(self, container, stream) -> Iterator[Frame]:
-        av = _av()
+        av = load_av()
         index, k = 0, None
         try:
             packets = container.demux(stream)
@@ -280,11 +280,11 @@ class VideoFileSource(FrameSource):
                     break
                 except (av.error.FFmpegError, OSError, ValueError) as exc:
                     raise RefcolorError(
-                        f"{self.path}: corrupt or truncated video data (near frame {index}): {_short(exc)}"
+                        f"{self.path}: corrupt or truncated video data (near frame {index}): {short_reason(exc)}"
                     ) from exc
                 for vf in decoded:
                     if k is None:
-                        ccw = _rotation_ccw(vf, stream)
+                        ccw = rotation_ccw(vf, stream)
                         k = ccw // 90
                         self._rotation_cw = (360 - ccw) % 360
                     rgb = vf.to_ndarray(format="rgb24")
@@ -330,7 +330,7 @@ def open_source(path: str | Path) -> FrameSource:
         try:
             files = list_frame_files(path)
         except OSError as exc:
-            raise RefcolorError(f"cannot list folder {path}: {_short(exc)}") from exc
+            raise RefcolorError(f"cannot list folder {path}: {short_reason(exc)}") from exc
         if not files:
             raise RefcolorError(
                 f"folder {path} contains no image files ({', '.join(IMAGE_SUFFIXES)})"
@@ -340,16 +340,3 @@ def open_source(path: str | Path) -> FrameSource:
         read_image(path)  # fail now on a corrupt image, not mid-run
         return ImageSequenceSource([path], "image")
     return VideoFileSource(path)
-
-
-_WRITERS = ("FrameFolderWriter", "VideoWriter", "open_writer")
-
-
-def __getattr__(name: str):
-    """The writers live in video_write (which imports this module); re-exported lazily so that
-    either module can be imported first."""
-    if name in _WRITERS:
-        from . import video_write
-
-        return getattr(video_write, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

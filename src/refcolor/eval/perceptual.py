@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import RefcolorError
+from ..hub import hub_file, load_weights
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 FID_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -41,10 +42,6 @@ class Unavailable:
         return str(self)
 
 
-def hub_checkpoint(file: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / file
-
-
 def _package_missing(module: str) -> bool:
     return importlib.util.find_spec(module) is None
 
@@ -56,13 +53,6 @@ def _availability(module: str, package: str, weights: Path) -> str:
     if not weights.is_file():
         return f"weights not found: {weights}"
     return ""
-
-
-def _load_state(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unreadable or not a checkpoint: torch.load raises many kinds
-        raise RefcolorError(f"cannot load weights {path}: {err}") from err
 
 
 def _to_tensor(images: np.ndarray | Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -80,7 +70,7 @@ class LPIPSMetric:
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
-        self.weights = hub_checkpoint(ALEXNET_FILE)
+        self.weights = hub_file(ALEXNET_FILE)
         self.reason = _availability("lpips", "lpips", self.weights)
         self.available = not self.reason
         self._model = None
@@ -92,7 +82,7 @@ class LPIPSMetric:
             warnings.simplefilter("ignore")
             # pnet_rand: the AlexNet trunk is built without weights (no download); it is filled below
             model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-        state = _load_state(self.weights)
+        state = load_weights(self.weights, "AlexNet")
         trunk = {}
         for name, _ in model.net.named_parameters():  # sliceK.<features index>.<weight|bias>
             _, idx, kind = name.split(".")
@@ -125,7 +115,7 @@ class FIDMetric:
 
     def __init__(self, device: str | torch.device = "cpu", dims: int = 2048, batch_size: int = 32) -> None:
         self.device, self.dims, self.batch_size = torch.device(device), dims, batch_size
-        self.weights = hub_checkpoint(FID_INCEPTION_FILE)
+        self.weights = hub_file(FID_INCEPTION_FILE)
         self.reason = _availability("pytorch_fid", "pytorch-fid", self.weights)
         self.available = not self.reason
         self._model = None
@@ -142,7 +132,7 @@ class FIDMetric:
             raise RefcolorError(f"FID dims must be one of {sorted(inception.InceptionV3.BLOCK_INDEX_BY_DIM)}")
         block = inception.InceptionV3.BLOCK_INDEX_BY_DIM[self.dims]
         # pytorch-fid fetches its weights by URL; hand it the checked local file instead
-        local = lambda *args, **kwargs: _load_state(self.weights)  # noqa: E731
+        local = lambda *args, **kwargs: load_weights(self.weights, "FID InceptionV3")  # noqa: E731
         with mock.patch.object(inception, "load_state_dict_from_url", local), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = inception.InceptionV3([block], resize_input=True, normalize_input=True, use_fid_inception=True)

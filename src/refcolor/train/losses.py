@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..color import denormalize_lab, lab_to_rgb
 from ..flow import warp_torch
+from ..hub import hub_folder, load_into, not_found
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 in the torch hub cache
 _VGG_RELU5_2 = 32  # features[:32] ends with relu5_2 (conv5_2 is index 30, its ReLU 31)
@@ -111,7 +112,7 @@ def hinge_g_loss(fake_logits: Tensor) -> Tensor:
 
 
 def vgg19_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
+    return hub_folder() / VGG19_FILE
 
 
 class PerceptualLoss(nn.Module):
@@ -136,19 +137,14 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         if kind not in ("auto", "vgg19", "lite0"):
             raise ValueError(f"unknown perceptual network {kind!r}")
-        from ..errors import RefcolorError
-
         path = vgg19_path()
         if kind == "vgg19" and not path.is_file():
-            raise RefcolorError(f"VGG19 weights not found: put torchvision's {VGG19_FILE} in {path.parent} (nothing is downloaded)")
+            raise not_found("VGG19", [VGG19_FILE], path.parent)
         if kind != "lite0" and path.is_file():
             from torchvision.models import vgg19
 
             net = vgg19(weights=None)
-            try:
-                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            except Exception as err:
-                raise RefcolorError(f"cannot load VGG19 weights {path}: {err}") from None
+            load_into(net, path, "VGG19")
             self.features = net.features[:_VGG_RELU5_2]
             mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
             self.network = "vgg19 relu5_2"

@@ -194,7 +194,7 @@ def test_pick_reference(tmp_path):
     from refcolor.eval.runner import Sequence, pick_reference
 
     frames = [np.full((16, 24, 3), i, np.uint8) for i in range(5)]
-    seq = Sequence("clip", tmp_path, "frames")
+    seq = Sequence("clip", "frames", tmp_path)
     assert pick_reference("first", seq, frames, (16, 24))[0][0, 0, 0] == 0
     ref, desc = pick_reference("middle", seq, frames, (16, 24))
     assert ref[0, 0, 0] == 2 and desc == "frame 2"
@@ -205,4 +205,4 @@ def test_pick_reference(tmp_path):
     assert ref.shape == (16, 24, 3) and ref[0, 0, 0] == 200  # resized to the working size, RGB order
     assert pick_reference(str(tmp_path), seq, frames, (16, 24))[1].endswith("clip.png")  # folder of <seq>.<ext>
     with pytest.raises(RefcolorError, match="no reference image other"):
-        pick_reference(str(tmp_path), Sequence("other", tmp_path, "frames"), frames, (16, 24))
+        pick_reference(str(tmp_path), Sequence("other", "frames", tmp_path), frames, (16, 24))

@@ -30,7 +30,8 @@ import torch
 
 from ..errors import RefcolorError
 from ..flow import FlowCache, FlowEstimator, build_flow
-from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, list_frame_files, open_source, read_image
+from ..sequences import Sequence, discover_sequences
+from ..video import IMAGE_SUFFIXES, open_source, read_image
 from .baselines import BASELINE_NAMES, Method, ModelMethod, build_method, gray_from_rgb
 from .components import build_component_methods, summarize
 from .metrics import (PSNR_CAP, WE_SCALE, FIDMetric, LPIPSMetric, Unavailable, cdc, colorfulness, mean_psnr, psnr,
@@ -62,36 +63,6 @@ class EvalConfig:
     speed_frames: int = 12
     threads: int | None = None
     progress: bool = True
-
-
-@dataclass
-class Sequence:
-    name: str
-    path: Path
-    kind: str  # "frames" or "video"
-
-
-def discover_sequences(root: str | Path) -> list[Sequence]:
-    """Sequences under ``root``: DAVIS layout, frame folders, color videos, or ``root`` itself."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise RefcolorError(f"data folder not found: {root}")
-    davis = root / "JPEGImages" / "480p"
-    base = davis if davis.is_dir() else root
-    found: list[Sequence] = []
-    for p in sorted(base.iterdir(), key=lambda q: natural_key(q.name)):
-        if p.name.startswith("."):
-            continue
-        if p.is_dir() and list_frame_files(p):
-            found.append(Sequence(p.name, p, "frames"))
-        elif p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
-            found.append(Sequence(p.stem, p, "video"))
-    if not found and list_frame_files(base):
-        found.append(Sequence(base.name, base, "frames"))
-    if not found:
-        raise RefcolorError(f"no sequences found in {root}: expected DAVIS (JPEGImages/480p/<seq>/*.jpg), "
-                            f"folders of frames ({', '.join(IMAGE_SUFFIXES)}) or color videos ({', '.join(VIDEO_SUFFIXES)})")
-    return found
 
 
 def resize_area(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -30,8 +30,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import sequences as shared
 from ..errors import RefcolorError
-from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_frame_files, read_image
+from ..video import IMAGE_SUFFIXES, read_image
 
 PROTECTED = ("davis16-dev",)  # evaluation-only data: never a training root
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
@@ -54,15 +55,9 @@ def to_canonical(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 @dataclass
-class Sequence:
-    """One video-like sequence. ``kind``: "frames" (folder), "video" (file) or "still" (photo)."""
+class Sequence(shared.Sequence):
+    """A :class:`refcolor.sequences.Sequence` that training reads frames of at random."""
 
-    name: str
-    kind: str
-    path: Path
-    num_frames: int
-    files: list[Path] = field(default_factory=list)
-    fps: float | None = None
     cache_dir: Path | None = None  # decoded canonical frames of a short video (see read_video)
     bad: bool = False
 
@@ -284,21 +279,8 @@ def _folder_sequence(path: Path, files: list[Path], name: str, out: Discovery, m
 
 
 def _walk(root: Path, out: Discovery, min_frames: int) -> None:
-    davis = root / "JPEGImages"
-    if davis.is_dir():  # DAVIS: frames only (Annotations/ holds masks, not color frames)
-        res = davis / "480p" if (davis / "480p").is_dir() else davis
-        root = res
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        rel = here.relative_to(root).as_posix()
-        images = [f for f in filenames if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
-        if images:
-            name = rel if rel != "." else here.name
-            _folder_sequence(here, list_frame_files(here), name, out, min_frames)
-        for f in sorted(filenames):
-            if Path(f).suffix.lower() in VIDEO_SUFFIXES and not f.startswith("."):
-                _video_sequence(here / f, f if rel == "." else f"{rel}/{f}", out, min_frames)
+    shared.walk(root, lambda folder, files, name: _folder_sequence(folder, files, name, out, min_frames),
+                lambda path, name: _video_sequence(path, name, out, min_frames))
 
 
 def _stills(folder: Path, names: tuple[str, ...] | None, out: Discovery) -> None:

@@ -160,14 +160,15 @@ def test_shot_reference_table_and_specs(tmp_path):
 
 
 def test_preview_frames_seek_to_the_same_frames_as_decoding(app_media):
-    from refcolor.app.tasks import _seek_frames, sample_frames
+    from refcolor.app.tasks import sample_frames
+    from refcolor.video import seek_frames
 
     seeked = sample_frames(app_media["clip"], 4)
     assert [i for i, _ in seeked] == [0, 4, 7, 11]
     with open_source(app_media["clip"]) as source:
         info = source.info
         decoded = {f.index: f.rgb for f in source}
-    assert len(_seek_frames(app_media["clip"], [0, 4, 7, 11], info)) == 4
+    assert len(seek_frames(app_media["clip"], [0, 4, 7, 11], info.fps)) == 4
     for index, rgb in seeked:
         assert np.array_equal(rgb, decoded[index]), index
 

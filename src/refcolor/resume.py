@@ -102,53 +102,10 @@ class WorkFolder:
 
 def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> None:
     """Joins the segments' video packets (no re-encoding), adds audio, renames onto ``output``."""
-    import av
+    from .video_write import join_videos
 
-    from .audio_mux import mux_with_audio
-    from .video_write import FORMATS, temp_name
-
-    fmt = FORMATS[output.suffix.lower()]
-    video_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
-    final_tmp = None
-    try:
-        origin = None
-        end = 0.0
-        with av.open(str(video_tmp), "w", format=fmt) as out:
-            stream = None
-            for seg in work.segments:
-                with av.open(str(work.path / seg["file"])) as src:
-                    vin = src.streams.video[0]
-                    if stream is None:
-                        stream = out.add_stream_from_template(vin)
-                    first = Fraction(seg["first_pts"]) * Fraction(seg["time_base"]) if seg["first_pts"] is not None else None
-                    if origin is None:
-                        origin = first or Fraction(0)
-                    # The writer started each segment at 0; put it back at its source time.
-                    shift = (first - origin) if first is not None else Fraction(end)
-                    for packet in src.demux(vin):
-                        if packet.dts is None and packet.pts is None:
-                            continue
-                        tb = packet.time_base
-                        offset = int(round(shift / tb))
-                        if packet.pts is not None:
-                            packet.pts += offset
-                            end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
-                        if packet.dts is not None:
-                            packet.dts += offset
-                        packet.stream = stream
-                        out.mux(packet)
-        result = video_tmp
-        if audio_from is not None:
-            final_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
-            mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
-            result = final_tmp
-        os.replace(result, output)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise RefcolorError(f"joining the segments of {output} failed: {str(exc).splitlines()[0]}") from exc
-    finally:
-        for p in (video_tmp, final_tmp):
-            if p is not None and p.exists():
-                p.unlink()
+    parts = [(work.path / seg["file"], seg["first_pts"], seg.get("time_base")) for seg in work.segments]
+    join_videos(parts, output, audio_from)
 
 
 class SegmentWriter:

@@ -220,6 +220,44 @@ def pick_video_stream(container):
     return None
 
 
+def seek_frames(path: Path, wanted: list[int], fps) -> list[tuple[int, np.ndarray]]:
+    """(index, upright RGB) of each wanted frame: a key-frame seek then decoding forward to the
+    frame's time (constant frame rate ``fps``); used by the app's preview of long videos."""
+    av = load_av()
+    frames = []
+    with av.open(str(path)) as container:
+        stream = pick_video_stream(container)
+        tb, fps = stream.time_base, float(fps)
+        start = stream.start_time or 0
+        for index in wanted:
+            target = start + int(round(index / fps / tb))
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            for vf in container.decode(stream):
+                if vf.pts is None or vf.pts + 0.5 / fps / tb < target:
+                    continue
+                rgb = vf.to_ndarray(format="rgb24")
+                k = rotation_ccw(vf, stream) // 90
+                frames.append((index, np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb))
+                break
+    return frames
+
+
+def open_first_video_stream(path: Path):
+    """(container, its first video stream, threaded decoding): training's random access to videos
+    (no rotation, cover art not skipped). The caller closes the container."""
+    av = load_av()
+    try:
+        container = av.open(str(path), mode="r")
+    except Exception as exc:  # PyAV raises many kinds for bad files
+        raise RefcolorError(f"cannot open video {path}: {' '.join(str(exc).split())[:160]}") from None
+    if not container.streams.video:
+        container.close()
+        raise RefcolorError(f"{path} has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
 class VideoFileSource(FrameSource):
     """Lazily decoded video file.  Iterating twice re-opens the file."""
 

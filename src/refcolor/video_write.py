@@ -316,6 +316,55 @@ class FrameFolderWriter(_Writer):
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def join_videos(parts: list[tuple[Path, object, object]], output: Path, audio_from: Path | None) -> None:
+    """Joins the video packets of ``parts`` (no re-encoding) into ``output``, adds the audio of
+    ``audio_from``, renames onto ``output``. A part is (file, first_pts, time_base): the source time
+    of its first frame (None: right after the previous part), which each file was written from 0 on."""
+    av = load_av()
+    fmt = FORMATS[output.suffix.lower()]
+    video_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
+    final_tmp = None
+    try:
+        origin = None
+        end = 0.0
+        with av.open(str(video_tmp), "w", format=fmt) as out:
+            stream = None
+            for file, first_pts, time_base in parts:
+                with av.open(str(file)) as src:
+                    vin = src.streams.video[0]
+                    if stream is None:
+                        stream = out.add_stream_from_template(vin)
+                    first = Fraction(first_pts) * Fraction(time_base) if first_pts is not None else None
+                    if origin is None:
+                        origin = first or Fraction(0)
+                    # The writer started each segment at 0; put it back at its source time.
+                    shift = (first - origin) if first is not None else Fraction(end)
+                    for packet in src.demux(vin):
+                        if packet.dts is None and packet.pts is None:
+                            continue
+                        tb = packet.time_base
+                        offset = int(round(shift / tb))
+                        if packet.pts is not None:
+                            packet.pts += offset
+                            end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
+                        if packet.dts is not None:
+                            packet.dts += offset
+                        packet.stream = stream
+                        out.mux(packet)
+        result = video_tmp
+        if audio_from is not None:
+            final_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
+            mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
+            result = final_tmp
+        os.replace(result, output)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise RefcolorError(f"joining the segments of {output} failed: {str(exc).splitlines()[0]}") from exc
+    finally:
+        for p in (video_tmp, final_tmp):
+            if p is not None and p.exists():
+                p.unlink()
+
+
 def open_writer(path, **kw) -> VideoWriter | FrameFolderWriter:
     """A :class:`VideoWriter` for a video suffix (.mp4 .mov .mkv .avi .webm), else a frame folder."""
     if Path(path).suffix.lower() in VIDEO_SUFFIXES:

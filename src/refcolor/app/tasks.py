@@ -88,7 +88,7 @@ def parse_shot_references(text: str, count: int) -> dict[int, list[int]]:
 
 def sample_frames(path: Path, count: int = PREVIEW_FRAMES) -> list[tuple[int, np.ndarray]]:
     """``count`` frames spread over the video as (index, RGB); seeks, so long videos stay fast."""
-    from ..video import open_source
+    from ..video import open_source, seek_frames
 
     with open_source(path) as source:
         info = source.info
@@ -96,7 +96,7 @@ def sample_frames(path: Path, count: int = PREVIEW_FRAMES) -> list[tuple[int, np
         wanted = sorted({int(round(x)) for x in np.linspace(0, max(total - 1, 0), count)}) if total else [0]
         if info.kind == "video" and total > count and info.fps:
             try:
-                frames = _seek_frames(path, wanted, info)
+                frames = seek_frames(path, wanted, info.fps)
                 if len(frames) == len(wanted):
                     return frames
             except Exception:  # odd containers: decode in order instead
@@ -106,30 +106,6 @@ def sample_frames(path: Path, count: int = PREVIEW_FRAMES) -> list[tuple[int, np
             if frame.index in wanted:
                 frames.append((frame.index, frame.rgb))
             if frame.index >= wanted[-1]:
-                break
-    return frames
-
-
-def _seek_frames(path: Path, wanted: list[int], info) -> list[tuple[int, np.ndarray]]:
-    """Key-frame seek then decode forward to each wanted frame's time (constant frame rate)."""
-    import av
-
-    from ..video import pick_video_stream, rotation_ccw
-
-    frames = []
-    with av.open(str(path)) as container:
-        stream = pick_video_stream(container)
-        tb, fps = stream.time_base, float(info.fps)
-        start = stream.start_time or 0
-        for index in wanted:
-            target = start + int(round(index / fps / tb))
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-            for vf in container.decode(stream):
-                if vf.pts is None or vf.pts + 0.5 / fps / tb < target:
-                    continue
-                rgb = vf.to_ndarray(format="rgb24")
-                k = rotation_ccw(vf, stream) // 90
-                frames.append((index, np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb))
                 break
     return frames
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import sequences as shared
 from ..errors import RefcolorError
-from ..video import IMAGE_SUFFIXES, read_image
+from ..video import IMAGE_SUFFIXES, open_first_video_stream, read_image
 
 PROTECTED = ("davis16-dev",)  # evaluation-only data: never a training root
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
@@ -76,24 +76,9 @@ class Sequence(shared.Sequence):
 # ----------------------------------------------------------------------------- video access
 
 
-def _open_video(path: Path):
-    import av
-
-    try:
-        container = av.open(str(path), mode="r")
-    except Exception as exc:  # PyAV raises many kinds for bad files
-        raise RefcolorError(f"cannot open video {path}: {' '.join(str(exc).split())[:160]}") from None
-    if not container.streams.video:
-        container.close()
-        raise RefcolorError(f"{path} has no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    return container, stream
-
-
 def probe_video(path: Path) -> tuple[int, float]:
     """(frame count, fps) of a video; decodes its first frame to reject corrupt files early."""
-    container, stream = _open_video(path)
+    container, stream = open_first_video_stream(path)
     try:
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         n = int(stream.frames or 0)
@@ -114,7 +99,7 @@ def probe_video(path: Path) -> tuple[int, float]:
 
 def _decode_range(seq: Sequence, first: int, last: int, wanted: set[int], size) -> dict[int, np.ndarray]:
     """Seek to the key frame before ``first`` and decode forward to ``last`` (no full decode)."""
-    container, stream = _open_video(seq.path)
+    container, stream = open_first_video_stream(seq.path)
     out: dict[int, np.ndarray] = {}
     try:
         tb = float(stream.time_base)
@@ -149,7 +134,7 @@ def _fill_video_cache(seq: Sequence, size, folder: Path) -> None:
     """Decode a short video once, streaming, into canonical .npy frames (atomic folder rename)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-    container, stream = _open_video(seq.path)
+    container, stream = open_first_video_stream(seq.path)
     n = 0
     try:
         for frame in container.decode(stream):

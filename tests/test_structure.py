@@ -132,6 +132,18 @@ def test_evaluation_never_imports_training():
     assert sorted(m for m in seen if m.startswith("refcolor.train")) == []
 
 
+def test_the_streaming_memory_is_changed_only_by_its_owner():
+    # pipeline.colorize used to write colorizer.memory; Colorizer.restore_memory / reset_memory do it
+    found = []
+    for name, (_, tree) in MODULES.items():
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            found += [f"{name}:{node.lineno}" for t in targets if isinstance(t, ast.Attribute) and t.attr == "memory"
+                      and not (isinstance(t.value, ast.Name) and t.value.id == "self")]
+    assert found == []
+
+
 def _module_aliases(name: str) -> dict[str, str]:
     """Local names bound to refcolor modules in ``name`` (``from . import video`` -> video)."""
     path, tree = MODULES[name]

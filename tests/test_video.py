@@ -354,6 +354,27 @@ def test_frame_folder_writer(tmp_path):
         open_writer(target, width=10, height=6)  # exists and is not empty
 
 
+def test_frame_folder_writer_replaces_only_when_complete(tmp_path):
+    target = tmp_path / "frames_out"
+    target.mkdir()
+    (target / "old.png").write_bytes(b"old")
+    img = np.full((6, 10, 3), 7, np.uint8)
+    wr = FrameFolderWriter(target, width=10, height=6, replace=True)
+    wr.write(img)
+    assert _files(target) == ["old.png"]  # the old output stays until the new one is complete
+    wr.abort()
+    assert _files(target) == ["old.png"] and _files(tmp_path) == ["frames_out"]
+    wr = FrameFolderWriter(target, width=10, height=6, replace=True)
+    wr.write(img)
+    wr.close()
+    assert _files(target) == ["000000.png"] and _files(tmp_path) == ["frames_out"]
+    single = tmp_path / "single.png"  # a file in the way is replaced by the folder
+    single.write_bytes(b"x")
+    with FrameFolderWriter(single, width=10, height=6, replace=True) as wr:
+        wr.write(img)
+    assert _files(single) == ["000000.png"]
+
+
 def test_writer_bad_targets(tmp_path, av_video):
     with pytest.raises(RefcolorError) as e:
         VideoWriter(tmp_path / "nope" / "out.mp4", fps=25, width=8, height=8)

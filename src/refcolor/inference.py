@@ -152,6 +152,10 @@ class Colorizer:
     def reset_memory(self) -> None:
         self.memory = self.model.init_memory()
 
+    def restore_memory(self, memory) -> None:
+        """Continue from the linkage memory an interrupted run saved (``resume``), or None."""
+        self.memory = None if memory is None else memory.to(self.device)
+
     @torch.inference_mode()
     def _encode_references(self) -> None:
         from .models.network import RefState

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from tqdm import tqdm
 
 from .background import BlockWriter, ReadAhead
 from .errors import Interrupted, RefcolorError, option
-from .resume import SegmentWriter, WorkFolder, join_segments, run_signature, work_path
+from .resume import join_segments, open_video_output, run_signature, work_path
 from .inference import Colorizer, check_color_reference, parse_size
 from .shots import ReferenceMatcher, build_schedule, detect_shots, format_time, parse_reference_spec
 from .text import plural
@@ -97,7 +96,7 @@ def colorize(
     ``on_progress(done, total)`` is called after each block (total 0 when unknown), e.g. by the
     web app for its progress bar; an exception it raises stops the run like Ctrl-C does.
     """
-    from .video_write import open_writer
+    from .video_write import FrameFolderWriter
 
     input_path, output = Path(input), Path(output)
     _check_paths(input_path, output, overwrite, resume)
@@ -145,30 +144,15 @@ def colorize(
                             refs=[(s, hashlib.sha1(Path(p).read_bytes()).hexdigest()) for s, p in specs],
                             upsample=upsample, segment=segment_frames, **({"amp": amp} if amp else {}),
                             **({"backend": backend} if backend != "torch" else {}))
-            work = WorkFolder(output, run_signature(input_path, settings))
-            memory = None
-            if resume and work.exists():
-                memory = work.load()  # refuses a work folder of another input or other settings
-                if output.exists() and not (overwrite or work.replaces):
-                    raise RefcolorError(f"cannot resume: {output} already exists and the run in {work.path} was not started "
-                                        f"to replace it ({option('use --overwrite', 'pass overwrite=True')} to start over)")
-                skip = work.next_frame
-            elif work.exists() and not overwrite:
-                raise RefcolorError(f"an interrupted run left {work.path}: {option('add --resume', 'pass resume=True')} to "
-                                    f"continue it, or {option('--overwrite', 'overwrite=True')} to start over")
-            else:
-                work.start(replaces=output.exists())
-            writer = SegmentWriter(work, output.suffix.lower(), **kwargs)
+            writer, work, skip, memory = open_video_output(output, run_signature(input_path, settings), resume=resume,
+                                                           overwrite=overwrite, **kwargs)
             colorizer.set_reference([ref_images[i] for i in schedule.at(skip)])
-            colorizer.memory = None if memory is None else memory.to(colorizer.device)
+            colorizer.restore_memory(memory)
         else:
             if output.exists() and not overwrite:  # --resume applies to video outputs only
                 raise RefcolorError(f"output already exists: {output} ({option('use --overwrite', 'pass overwrite=True')} to replace it)")
             # A frame folder that already exists is replaced only after the new one is complete.
-            target = output if not output.exists() else output.with_name(f".{output.name}.new")
-            if target != output and target.exists():
-                shutil.rmtree(target)
-            writer = open_writer(target, **kwargs)
+            writer = FrameFolderWriter(output, replace=True, **kwargs)
         writer = BlockWriter(writer, threaded=threads)
         frames = ReadAhead(source, threaded=threads)
         report = None if on_progress is None else (lambda done: on_progress(done, info.num_frames or 0))
@@ -213,12 +197,6 @@ def colorize(
             work.remove()
         else:
             writer.close()
-            if target != output:
-                if output.is_dir():
-                    shutil.rmtree(output)
-                else:
-                    output.unlink()
-                os.replace(target, output)
     timings = {"decode": frames.seconds, **colorizer.timings, "encode": writer.seconds}
     return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size), timings)
 

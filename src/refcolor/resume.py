@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import RefcolorError
+from .errors import RefcolorError, option
 from .heap import release_free_memory
 
 STATE_VERSION = 1
@@ -98,6 +98,26 @@ class WorkFolder:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def open_video_output(output: Path, signature: str, *, resume: bool, overwrite: bool, **writer_kwargs):
+    """The work folder of a video output and a writer of its segments: a new run, or with
+    ``resume`` the interrupted one continued. Returns (writer, work folder, first frame still to
+    colorize, the linkage memory saved at that frame or None)."""
+    work = WorkFolder(output, signature)
+    memory, skip = None, 0
+    if resume and work.exists():
+        memory = work.load()  # refuses a work folder of another input or other settings
+        if output.exists() and not (overwrite or work.replaces):
+            raise RefcolorError(f"cannot resume: {output} already exists and the run in {work.path} was not started "
+                                f"to replace it ({option('use --overwrite', 'pass overwrite=True')} to start over)")
+        skip = work.next_frame
+    elif work.exists() and not overwrite:
+        raise RefcolorError(f"an interrupted run left {work.path}: {option('add --resume', 'pass resume=True')} to "
+                            f"continue it, or {option('--overwrite', 'overwrite=True')} to start over")
+    else:
+        work.start(replaces=output.exists())
+    return SegmentWriter(work, output.suffix.lower(), **writer_kwargs), work, skip, memory
 
 
 def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> None:

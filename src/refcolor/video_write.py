@@ -265,15 +265,17 @@ class FrameFolderWriter(_Writer):
 
     Accepts the :class:`VideoWriter` keywords; ``fps``/``crf``/``codec``/
     ``audio_from``/``time_base`` have no meaning for PNG frames and are ignored.
-    The target must not exist, or be an empty folder.
+    The target must not exist, or be an empty folder; with ``replace=True`` a file or folder
+    already there is replaced, but only once the new folder is complete.
     """
 
     def __init__(self, path, *, width: int, height: int, fps=None, crf=None, audio_from=None,
-                 codec=None, time_base=None, **_ignored):
+                 codec=None, time_base=None, replace: bool = False, **_ignored):
         self.path = Path(path).expanduser()
         parent = _check_target(self.path)
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+        if self.path.exists() and not replace and (not self.path.is_dir() or any(self.path.iterdir())):
             raise RefcolorError(f"output {self.path} already exists and is not an empty folder")
+        self.replace = replace
         self.width, self.height = int(width), int(height)
         self._tmp = temp_name(parent, self.path.name, "")
         self._tmp.mkdir()  # default permissions (umask), unlike tempfile.mkdtemp
@@ -303,8 +305,12 @@ class FrameFolderWriter(_Writer):
             self.abort()
             raise RefcolorError(f"no frames were written to {self.path}")
         try:
-            if self.path.is_dir():
+            if self.replace and self.path.is_dir():
+                shutil.rmtree(self.path)  # the old output, now that the new one is complete
+            elif self.path.is_dir():
                 self.path.rmdir()  # empty (checked at creation)
+            elif self.replace and self.path.exists():
+                self.path.unlink()
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.abort()

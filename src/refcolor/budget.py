@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import round_size
 from .errors import RefcolorError
 
 MEMORY_FRACTION = 0.75
@@ -150,7 +151,7 @@ def check_budget(model: nn.Module, size: tuple[int, int], *, ref_pixels: int | N
     refs = (ref_pixels or h * w) / (h * w)  # the references' pixels relative to the working size
     best = None
     for rows in range(16, h, 8):
-        cols = max(16, round(w * rows / h / 8) * 8)
+        cols = round_size(w * rows / h)
         if not _fits(estimate(model, (rows, cols), int(refs * rows * cols), block, device), memory, seconds):
             break
         best = (rows, cols)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .errors import RefcolorError
+from .samples import uint16_to_uint8
 
 AB_SCALE = 110.0
 
@@ -63,7 +64,7 @@ def as_rgb_uint8(frame: np.ndarray | Tensor) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
         raise RefcolorError(f"a frame must be H,W (gray) or H,W,3 (RGB); got shape {arr.shape}")
     if arr.dtype == np.uint16:
-        arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
+        arr = uint16_to_uint8(arr)
     elif arr.dtype.kind == "f":
         arr = (np.clip(arr, 0, 1) * 255.0).round().astype(np.uint8)
     elif arr.dtype != np.uint8:

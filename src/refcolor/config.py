@@ -140,6 +140,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def round_size(side: float) -> int:
+    """``side`` rounded to the nearest multiple of 8, at least 16: a side the network takes."""
+    return max(16, int(round(side / 8)) * 8)
+
+
+def check_size(h: int, w: int, what: str = "working size") -> None:
+    """Refuse a size the network cannot take. Multiples of 8 keep every stride-2 level exact, so
+    token grids and skips line up."""
+    if h % 8 or w % 8 or h < 16 or w < 16:
+        raise RefcolorError(f"{what} {h}x{w} must be multiples of 8 and at least 16x16")
+
+
 def get_config(preset: str, **overrides: Any) -> ModelConfig:
     """Config of a named preset with optional overrides, e.g. ``get_config("lite", use_linkage=False)``."""
     if preset not in PRESETS:

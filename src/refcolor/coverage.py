@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import round_size
 from .errors import RefcolorError
 
 # Cosine similarity of the best reference match below which a position counts as uncovered.
@@ -46,8 +47,8 @@ TINT = np.array([255, 40, 40], np.float32)
 def reference_size(height: int, width: int, work: tuple[int, int]) -> tuple[int, int]:
     """A reference's size: about the working size's pixel count at its own aspect ratio (x8)."""
     area = work[0] * work[1]
-    h = max(16, round((area * height / width) ** 0.5 / 8) * 8)
-    return h, max(16, round(h * width / height / 8) * 8)
+    h = round_size((area * height / width) ** 0.5)
+    return h, round_size(h * width / height)
 
 
 def best_match(query: Tensor, key: Tensor, chunk: int = 1024) -> Tensor:

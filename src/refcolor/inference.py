@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .color import AB_SCALE, as_rgb_uint8, normalize_lab, rgb_to_lab, uint8_to_tensor
+from .config import round_size
 from .convert import luminance, to_rgb_uint8
 from .cpu_math import flush_denormals
 from .errors import RefcolorError
@@ -41,9 +42,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def working_size(height: int, width: int, rows: int = DEFAULT_ROWS) -> tuple[int, int]:
     """Default working size: ``rows`` rows, width from the aspect ratio, both multiples of 8."""
-    rows = max(16, int(round(rows / 8)) * 8)
-    cols = max(16, int(round(width * rows / height / 8)) * 8)
-    return rows, cols
+    rows = round_size(rows)
+    return rows, round_size(width * rows / height)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -54,7 +54,7 @@ def parse_size(text: str) -> tuple[int, int]:
         raise RefcolorError(f"malformed size {text!r}; expected HxW, e.g. 216x384") from None
     if h < 16 or w < 16 or h > 4320 or w > 7680:
         raise RefcolorError(f"size {text!r} out of range (16..4320 x 16..7680)")
-    return max(16, round(h / 8) * 8), max(16, round(w / 8) * 8)
+    return round_size(h), round_size(w)
 
 
 class Colorizer:
@@ -246,7 +246,7 @@ def reference_size(ref_h: int, ref_w: int, h: int, w: int, fit: str = "height") 
     rh, rw = ref_h * scale, ref_w * scale
     if abs(rh - h) < 8 and abs(rw - w) < 8:
         return h, w
-    return max(16, round(rh / 8) * 8), max(16, round(rw / 8) * 8)
+    return round_size(rh), round_size(rw)
 
 
 def check_color_reference(rgb: np.ndarray) -> np.ndarray:

@@ -33,9 +33,12 @@ def run_signature(input_path: Path, settings: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+WORK_SUFFIX = ".refcolor-work"  # the work folder of OUTPUT is .OUTPUT.refcolor-work beside it
+
+
 def work_path(output: Path) -> Path:
-    """The hidden work folder of a resumable run writing ``output``."""
-    return output.parent / f".{output.name}.refcolor-work"
+    """The hidden work folder of a resumable run writing ``output`` (batch and colorize alike)."""
+    return output.parent / f".{output.name}{WORK_SUFFIX}"
 
 
 class WorkFolder:

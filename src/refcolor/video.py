@@ -34,6 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import RefcolorError
+from .samples import uint16_to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -105,7 +106,7 @@ def natural_key(name: str):
 def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
     """OpenCV decode result (gray/BGR/BGRA, 8/16-bit/float) -> H x W x 3 uint8 RGB."""
     if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        img = uint16_to_uint8(img)
     elif img.dtype.kind == "f":
         img = np.round(np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0).astype(np.uint8)
     elif img.dtype != np.uint8:

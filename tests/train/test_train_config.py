@@ -59,3 +59,20 @@ def test_shipped_configs_load():
     for name in ("lite.toml", "paper.toml"):
         cfg = load_config(root / name).validate()
         assert cfg.preset in ("lite", "paper")
+
+
+def test_training_chooses_its_device_as_colorize_does(tmp_path):
+    """One device choice (inference.resolve_device): an unknown device is an error, not the CPU."""
+    from refcolor.train.trainer import Trainer
+
+    cfg = TrainConfig(out=str(tmp_path / "run"), device="tpu")
+    with pytest.raises(RefcolorError, match="unknown device 'tpu'; use auto, cpu or cuda"):
+        Trainer(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_crops_are_named():
+    with pytest.raises(RefcolorError, match="crop 64x60 must be multiples of 8"):
+        TrainConfig(height=128, width=128, crop_height=64, crop_width=60).validate()
+    with pytest.raises(RefcolorError, match="crop 136x64 must be within the training size 128x128"):
+        TrainConfig(height=128, width=128, crop_height=136, crop_width=64).validate()

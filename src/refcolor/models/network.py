@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..color import gray_rgb_from_l
-from ..config import ModelConfig
+from ..config import ModelConfig, check_size
 from ..errors import RefcolorError
 from .backbones import Backbone, build_backbone
 from .colorization import ColorizationSubnet
@@ -77,12 +77,6 @@ class Ablation:
     reset_memory: bool = False
     no_head2: bool = False
     no_transformer: bool = False
-
-
-def check_size(h: int, w: int) -> None:
-    # Multiples of 8 keep every stride-2 level exact, so token grids and skips line up.
-    if h % 8 or w % 8 or h < 16 or w < 16:
-        raise RefcolorError(f"working size {h}x{w} must be multiples of 8 and at least 16x16")
 
 
 class RefColorNet(nn.Module):

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..color import gray_rgb_from_l
+from ..config import check_size
 from .backbones import Backbone, build_backbone
 from .correspondence import center_normalize, nonlocal_warp
-from .network import Memory, RefState, check_size
+from .network import Memory, RefState
 
 
 @dataclass(frozen=True)

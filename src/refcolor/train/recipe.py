@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig, get_config
+from ..config import ModelConfig, check_size, get_config
 from ..errors import RefcolorError
 
 
@@ -94,11 +94,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         self.model_config()  # unknown model keys / bad values raise here
-        if self.height % 8 or self.width % 8 or self.height < 16 or self.width < 16:
-            raise RefcolorError(f"training size {self.height}x{self.width} must be multiples of 8, at least 16")
+        check_size(self.height, self.width, "training size")
         ch, cw = self.crop_size
-        if ch % 8 or cw % 8 or ch < 16 or cw < 16 or ch > self.height or cw > self.width:
-            raise RefcolorError(f"crop {ch}x{cw} must be multiples of 8, at least 16 and within {self.height}x{self.width}")
+        check_size(ch, cw, "crop")
+        if ch > self.height or cw > self.width:
+            raise RefcolorError(f"crop {ch}x{cw} must be within the training size {self.height}x{self.width}")
         if self.block_size < 1 or self.clip_len < self.block_size:
             raise RefcolorError(f"clip_len ({self.clip_len}) must be at least block_size ({self.block_size})")
         if self.steps < 1 or self.batch_size < 1:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from ..color import normalize_lab, rgb_to_lab
 from ..errors import RefcolorError
+from ..inference import resolve_device
 from ..models.network import build_model
 from . import losses as L
 from .data import ClipDataset, ClipSpec, EpochSampler, close_loader, watch_loader, worker_init
@@ -81,14 +82,11 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------
     def _setup_device_and_dist(self, dist_url) -> None:
         cfg = self.cfg
-        want = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-        if want.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise RefcolorError("device cuda asked for but no CUDA GPU is available")
-            self.device = torch.device("cuda", self.local_rank if self.world > 1 else torch.cuda.current_device())
+        self.device = resolve_device(cfg.device)  # the one device choice of colorize, evaluate and train
+        if self.device.type == "cuda":  # one GPU per process: a worker's is its local rank
+            index = self.local_rank if self.world > 1 else self.device.index
+            self.device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
             torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             dist.init_process_group(backend, init_method=dist_url or "env://", rank=self.rank, world_size=self.world)

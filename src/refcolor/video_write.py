@@ -322,6 +322,32 @@ class FrameFolderWriter(_Writer):
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def _with_decode_times(packets, step: int):
+    """``packets`` (decoding order) with every dts set. Matroska stores no decoding times, so its
+    demuxer leaves them out on a file's first packets (within the B-frame delay); a second segment's
+    such packets would get FFmpeg's guess from the first segment's times, which goes backwards (the
+    join failed with EINVAL). Each gets the next known dts less the durations of the packets up to
+    it (with none known: the first pts less them): FFmpeg's own guess at the start of a file."""
+    pending = []
+    for packet in packets:
+        if packet.dts is None and packet.pts is None:
+            continue  # the demuxer's empty flush packet
+        if packet.dts is None and packet.pts is not None:
+            pending.append(packet)
+            continue
+        yield from _count_back(pending, packet.dts, step)
+        pending = []
+        yield packet
+    if pending:
+        yield from _count_back(pending, min(p.pts for p in pending), step)
+
+
+def _count_back(pending: list, base: int, step: int):
+    for i, packet in enumerate(pending):
+        packet.dts = base - sum(p.duration or step for p in pending[i:])
+        yield packet
+
+
 def join_videos(parts: list[tuple[Path, object, object]], output: Path, audio_from: Path | None) -> None:
     """Joins the video packets of ``parts`` (no re-encoding) into ``output``, adds the audio of
     ``audio_from``, renames onto ``output``. A part is (file, first_pts, time_base): the source time
@@ -345,9 +371,9 @@ def join_videos(parts: list[tuple[Path, object, object]], output: Path, audio_fr
                         origin = first or Fraction(0)
                     # The writer started each segment at 0; put it back at its source time.
                     shift = (first - origin) if first is not None else Fraction(end)
-                    for packet in src.demux(vin):
-                        if packet.dts is None and packet.pts is None:
-                            continue
+                    rate = vin.average_rate or vin.guessed_rate
+                    step = max(1, int(round(1 / (rate * vin.time_base)))) if rate and vin.time_base else 1
+                    for packet in _with_decode_times(src.demux(vin), step):
                         tb = packet.time_base
                         offset = int(round(shift / tb))
                         if packet.pts is not None:

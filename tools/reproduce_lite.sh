@@ -14,6 +14,11 @@
 #      validation, exported, was step 100, before any decay); the export is the best validation.
 #      On an H200 0.36 s/step; on this CPU it runs too, for hours (a full-size clip is ~8 s there).
 # Each stage resumes where it stopped when the script is run again (checkpoints every 100 steps).
+# Since the Quality issue's changes the `lite` preset has a learned matching key (key_mix, key_proj,
+# learned tau), clips of 6 frames and evaluation-like pairs; OLD below restores the shipped weights'
+# architecture and clip length. The pair sampling of that lineage (40 % of references at the clip's
+# own first frame) is gone, so a rerun is the same recipe on today's sampling, not a bitwise replay.
+# The newer two-stage recipe (tools/train_matching.py, then refcolor train) is in docs/TRAINING.md.
 # Training never reads davis16-dev (refcolor train refuses it).
 set -euo pipefail
 RUNS=${1:-runs/repro}
@@ -34,7 +39,8 @@ stage() {  # stage NAME ARGS...: run, or resume an interrupted run, or skip a fi
     touch "$out/.done"
 }
 
-CROP=(--set crop_height=128 --set crop_width=224)  # stages 1-2: 128x224 targets, whole 216x384 reference
+OLD=(--set model.key_mix=false --set model.key_proj_hidden=0 --set model.learn_tau=false --set clip_len=4)
+CROP=(--set crop_height=128 --set crop_width=224 "${OLD[@]}")  # stages 1-2: 128x224 targets, whole 216x384 reference
 
 stage 1-lite --steps 1200 --set 'lr_milestones=[]' --set val_every=500 "${CROP[@]}"
 RAW1="$RUNS/1-lite/checkpoints/step-001200/model.safetensors"
@@ -43,7 +49,7 @@ stage 2-l1warp --steps 150 --set "init_from=\"$RAW1\"" --set ema_decay=0.98 --se
     --set w_perc=0.0 --set w_temporal=0.0 --set w_smooth=0.0 --set w_adv=0.0
 
 stage 3-batch8 --steps 100 --set "init_from=\"$RUNS/2-l1warp/model.safetensors\"" --set batch_size=8 \
-    --set crop_height=0 --set crop_width=0 --set ema_decay=0.99 --set 'lr_milestones=[]' \
+    --set crop_height=0 --set crop_width=0 "${OLD[@]}" --set ema_decay=0.99 --set 'lr_milestones=[]' \
     --set val_every=100 --set log_every=5 --set adv_start=0 \
     --set w_perc=0.0 --set w_temporal=0.0 --set w_smooth=0.0 --set w_adv=0.0
 

@@ -8,6 +8,21 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Code under test may set torch's process-wide thread count (``--torch-threads``, the
+    trainer's ``threads``, ``gpu_train --dry-run``): restore it after every test, so that a later
+    test comparing an in-process run with a subprocess (tests/test_resume.py) sees the same
+    default. Measured: the killed-run resume test failed in a full run after
+    tests/test_gpu_train.py had left one thread set, and passed alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 def make_video(path: Path, *, n: int = 12, width: int = 64, height: int = 48, fps=25,
                codec: str = "libx264", audio: str | None = None, audio_seconds: float = 1.0,
                rotation: int | None = None, faststart: bool = False, seed: int = 0) -> Path:

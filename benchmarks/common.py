@@ -59,12 +59,17 @@ def machine() -> dict:
 
 
 def build(preset: str):
-    """``warp`` (ImageNet Lite0, no trained layer) or a preset with random-init weights:
+    """``warp`` (ImageNet Lite0, no trained layer), ``lite-packaged`` (the shipped weights, whose
+    architecture predates the learned matching key) or a checkpoint path, or a preset with random-init weights:
     speed does not depend on the values (the packaged ``lite`` runs at the same speed)."""
     from refcolor.config import get_config
     from refcolor.models.network import build_model
     from refcolor.models.warp import build_warp_model
 
+    if preset == "lite-packaged" or preset.endswith(".safetensors"):  # a file's own architecture
+        from refcolor.checkpoint import load_model
+
+        return load_model("lite" if preset == "lite-packaged" else preset)
     model = build_warp_model() if preset == "warp" else build_model(get_config(preset, pretrained=False))
     return model.eval()
 

@@ -249,14 +249,15 @@ def seek_frames(path: Path, wanted: list[int], fps) -> list[tuple[int, np.ndarra
 
 
 def open_video_stream(path: Path):
-    """(container, its video stream, threaded decoding): training's random access to videos. The
+    """(container, its video stream, threaded decoding): ``open_source``'s decoder and training's
+    random access to videos both open files here, with the same one-line error. The
     stream is the one ``open_source`` decodes (cover art skipped); decoded frames are turned upright
     with ``upright_rgb(frame, rotation_ccw(frame, stream) // 90)``. The caller closes the container."""
     av = load_av()
     try:
         container = av.open(str(path), mode="r")
-    except Exception as exc:  # PyAV raises many kinds for bad files
-        raise RefcolorError(f"cannot open video {path}: {' '.join(str(exc).split())[:160]}") from None
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise RefcolorError(f"not a readable video (not a video, or corrupt): {path}: {short_reason(exc)}") from exc
     stream = pick_video_stream(container)
     if stream is None:
         container.close()
@@ -299,16 +300,7 @@ class VideoFileSource(FrameSource):
         self.info = VideoInfo(w, h, num, fps, tb, duration, has_audio, self._rotation_cw, "video")
 
     def _open(self):
-        av = load_av()
-        try:
-            container = av.open(str(self.path), mode="r")
-        except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-            raise RefcolorError(f"not a readable video (not a video, or corrupt): {self.path}: {short_reason(exc)}") from exc
-        stream = pick_video_stream(container)
-        if stream is None:
-            container.close()
-            raise RefcolorError(f"{self.path} has no video stream")
-        stream.thread_type = "AUTO"
+        container, stream = open_video_stream(self.path)
         self._open_containers.append(container)
         return container, stream
 

@@ -53,7 +53,7 @@ def measure(data: Path, size=(216, 384), block: int = 4) -> dict[str, dict[str, 
             for first in range(0, len(frames), block):
                 lab = rgb_to_lab(uint8_to_tensor(np.stack(frames[first:first + block])))
                 l_n = normalize_lab(lab)[:, :1]
-                key, (gh, gw) = model._keys(l_n)
+                key, (gh, gw) = model.match_keys(l_n)
                 warped, sim = nonlocal_warp(key[None], ref.keys[0], ref.ab[0], model.cfg.tau)
                 ab_low = warped[0].reshape(-1, 2, gh, gw) * AB_SCALE
                 ab_up = F.interpolate(ab_low, size=size, mode="bilinear", align_corners=False)

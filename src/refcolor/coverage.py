@@ -113,13 +113,13 @@ class CoverageMeter:
         (the softmax and chroma average, 1.7-2x the cost of the correlation, are not needed)."""
         l_work = self._work(frames)  # sets the working size on the first call
         ref = self._reference_state().keys[0][0]
-        keys, (gh, gw) = self.model._keys(l_work)
+        keys, (gh, gw) = self.model.match_keys(l_work)
         return torch.stack([best_match(k, ref) for k in keys]).view(-1, gh, gw).float().cpu().numpy()
 
     @torch.inference_mode()
     def keys(self, frames: list[np.ndarray]) -> Tensor:
         """The frames' own keys N,K,P, for trying them as references."""
-        return self.model._keys(self._work(frames))[0]
+        return self.model.match_keys(self._work(frames))[0]
 
     def uncovered(self, sim: np.ndarray) -> np.ndarray:
         """S maps -> uncovered share per map."""

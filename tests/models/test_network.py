@@ -134,7 +134,7 @@ def test_key_mix_weights_raw_and_learned_correlations():
     cs = net.correspondence
     g = torch.Generator().manual_seed(3)
     raw, learned = torch.randn(2, 176, 5, 7, generator=g), torch.randn(2, 64, 5, 7, generator=g) * 1e-3
-    key = cs._mix(raw, learned)
+    key = cs.mix_keys(raw, learned)
     assert torch.allclose(key.norm(dim=1), torch.ones(2, 35), atol=1e-5)
     m = torch.sigmoid(cs.key_mix_logit).item()
     assert abs(m - 0.1) < 1e-6

@@ -165,7 +165,7 @@ class CorrespondenceSubnet(nn.Module):
             if self.key_proj is not None:
                 first = first + self.key_proj(raw)
             if self.cfg.key_mix:
-                mixed = self._mix(raw, first)
+                mixed = self.mix_keys(raw, first)
             else:
                 first = torch.cat([raw, first], dim=1)
         out = [first]
@@ -180,7 +180,7 @@ class CorrespondenceSubnet(nn.Module):
             keys[0] = mixed
         return keys
 
-    def _mix(self, raw: Tensor, learned: Tensor) -> Tensor:
+    def mix_keys(self, raw: Tensor, learned: Tensor) -> Tensor:
         """[sqrt(1 - m) raw, sqrt(m) learned], each part centred and normalised on its own:
         a unit key whose cosine is (1 - m) cos_raw + m cos_learned. B,C_raw+K,P."""
         with torch.autocast(raw.device.type, enabled=False):

@@ -33,14 +33,14 @@ class WarpModel(nn.Module):
         self.cfg = cfg
         self.backbone = backbone
 
-    def _keys(self, l: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    def match_keys(self, l: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """l: B,1,H,W -> centred, normalised features B,K,P at h4 x w4."""
         feats = self.backbone.match_features(self.backbone.taps(gray_rgb_from_l(l)))
         return center_normalize(feats.flatten(2)), tuple(feats.shape[-2:])
 
     def encode_reference(self, lab_ref: Tensor) -> RefState:
         check_size(*lab_ref.shape[-2:])
-        key, size = self._keys(lab_ref[:, :1])
+        key, size = self.match_keys(lab_ref[:, :1])
         ab = F.adaptive_avg_pool2d(lab_ref[:, 1:], size).flatten(2)
         return RefState(keys=[key], ab=[ab], lab=lab_ref)
 
@@ -51,7 +51,7 @@ class WarpModel(nn.Module):
         """l_block: B,N,1,H,W -> (ab B,N,2,H,W, memory unchanged: the warp has none)."""
         b, n, _, h, w = l_block.shape
         check_size(h, w)
-        key, (gh, gw) = self._keys(l_block.reshape(b * n, 1, h, w))
+        key, (gh, gw) = self.match_keys(l_block.reshape(b * n, 1, h, w))
         warped, _ = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab[0], self.cfg.tau)
         ab = F.interpolate(warped.reshape(b * n, 2, gh, gw), size=(h, w), mode="bilinear", align_corners=False)
         return ab.view(b, n, 2, h, w), memory
@@ -62,7 +62,7 @@ class WarpModel(nn.Module):
         Used by ``refcolor.coverage`` to find what the references do not hold, with any model."""
         b, n, _, h, w = l_block.shape
         check_size(h, w)
-        key, (gh, gw) = self._keys(l_block.reshape(b * n, 1, h, w))
+        key, (gh, gw) = self.match_keys(l_block.reshape(b * n, 1, h, w))
         _, sim = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab[0], self.cfg.tau)
         return sim.view(b, n, 1, gh, gw)
 

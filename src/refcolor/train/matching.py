@@ -119,7 +119,7 @@ def matching_keys(model: RefColorNet, raw: torch.Tensor, head1: torch.Tensor) ->
     """Head 1's mixed key from cached inputs: raw B,C,h4,w4; head1 B,K,h8,w8 -> B,C+K,P."""
     cs = model.correspondence
     learned = F.interpolate(head1.float(), size=raw.shape[-2:], mode="bilinear", align_corners=False)
-    return cs._mix(raw.float(), learned + cs.key_proj(raw.float()))
+    return cs.mix_keys(raw.float(), learned + cs.key_proj(raw.float()))
 
 
 def sample_pair(rng: np.random.Generator, n: int, stride: int, gap_min: int) -> tuple[int, int]:

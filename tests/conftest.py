@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _restore_torch_threads():
+def _restore_torch_state():
     """Code under test may set torch's process-wide thread count (``--torch-threads``, the
     trainer's ``threads``, ``gpu_train --dry-run``): restore it after every test, so that a later
     test comparing an in-process run with a subprocess (tests/test_resume.py) sees the same
@@ -21,6 +21,9 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
+    # the trainer and `refcolor evaluate` flush denormals (cpu_math.py); the flag is per-thread CPU
+    # state that OpenMP workers created earlier do not share, so it must not leak into later tests
+    torch.set_flush_denormal(False)
 
 
 def make_video(path: Path, *, n: int = 12, width: int = 64, height: int = 48, fps=25,

@@ -11,8 +11,11 @@ def flush_denormals() -> bool:
     underflow into denormal floats, which this CPU processes many times slower than normal ones
     (a training step of the learned matching: 16.6-22.2 s -> 2.8-3.3 s; ``warp`` 21 frames at
     216x384: 722 -> 492 ms/frame; ../shared/QUALITY-NOTES.md). Their share of a softmax-weighted
-    sum is below 1e-37, so outputs do not change (tests/test_cpu_math.py). Called explicitly by
-    the entry points (``Colorizer``, the trainer, the evaluation runner), never at import.
+    sum is below 1e-37 (tests/test_cpu_math.py). Called explicitly by the trainer, the matching
+    stage and ``refcolor evaluate``, never at import. Not by ``Colorizer``: the flag is per-thread
+    CPU state, so OpenMP workers created before the call keep denormals while later threads flush
+    them, and the threaded pipeline's output then differed from the plain one in a full test run
+    (tests/test_fast_paths.py); inference needs it set in every worker thread first.
     Returns whether the CPU supports it.
     """
     return bool(torch.set_flush_denormal(True))

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from .color import AB_SCALE, as_rgb_uint8, normalize_lab, rgb_to_lab, uint8_to_tensor
 from .config import round_size
 from .convert import luminance, to_rgb_uint8
-from .cpu_math import flush_denormals
 from .errors import RefcolorError
 
 DEFAULT_ROWS = 216
@@ -90,8 +89,6 @@ class Colorizer:
         from .checkpoint import load_model
 
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            flush_denormals()  # same output, 1.2-1.9x faster softmax at tau = 0.01 (cpu_math.py)
         self.model = model.to(self.device).eval() if isinstance(model, nn.Module) else load_model(model, self.device)
         self.block_size = block_size or getattr(self.model.cfg, "block_size", 3)
         if self.block_size < 1:

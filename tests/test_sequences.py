@@ -58,3 +58,60 @@ def test_discover_sequences_one_level(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RefcolorError, match="no sequences found"):
         sequences.discover_sequences(tmp_path / "empty")
+
+
+def _tree(root: Path) -> Path:
+    """Every rule of both discoveries in one small tree: natural vs plain order, nested folders,
+    videos beside frames, a short folder, hidden entries, a non-media file."""
+    from conftest import make_video
+
+    for name, n in (("a10", 2), ("a2", 1), ("b", 3), ("b/inner", 2), (".hidden", 2)):
+        _frames(root / name, n)
+    for name, n in (("clip10.mp4", 5), ("clip2.mp4", 4), ("b/x.mp4", 3)):
+        make_video(root / name, n=n, width=32, height=16)
+    (root / "b" / ".y.mp4").write_bytes(b"")
+    (root / "notes.txt").write_text("")
+    return root
+
+
+def test_both_callers_find_the_same_sequences_as_before_one_discovery(tmp_path):
+    """Pins what evaluation and training find (sets, order, names, counts, hold-out), recorded on
+    the two walkers before they became one function."""
+    from refcolor.eval.runner import discover_sequences
+    from refcolor.train.sources import discover
+
+    root = _tree(tmp_path / "data")
+    assert [(s.name, s.kind, s.path.relative_to(root).as_posix()) for s in discover_sequences(root)] == [
+        ("a2", "frames", "a2"), ("a10", "frames", "a10"), ("b", "frames", "b"),
+        ("clip2", "video", "clip2.mp4"), ("clip10", "video", "clip10.mp4")]
+    d = discover([str(root)], min_frames=2, holdout=(1, 3, 4))
+    assert [(s.name, s.kind, s.num_frames, len(s.files)) for s in d.sequences] == [
+        ("clip10.mp4", "video", 5, 0), ("a10", "frames", 2, 2), ("b", "frames", 3, 3),
+        ("b/x.mp4", "video", 3, 0), ("b/inner", "frames", 2, 2)]
+    assert [s.name for s in d.held_out] == ["clip2.mp4"] and d.too_short == [str(root / "a2")]
+    assert d.sequences[2].files == [root / "b" / f"{i}.png" for i in range(3)]
+
+    # frames in the root itself: evaluation takes the root only when nothing is under it
+    _frames(tmp_path / "solo")
+    _frames(tmp_path / "solo" / "sub")
+    assert [s.name for s in discover_sequences(tmp_path / "solo")] == ["sub"]
+    assert [s.name for s in discover([str(tmp_path / "solo")]).sequences] == ["solo", "sub"]
+
+    # DAVIS: frames under JPEGImages/480p (training also JPEGImages alone), never the masks
+    davis = tmp_path / "davis"
+    for seq in ("bear", "b10", "b2"):
+        _frames(davis / "JPEGImages" / "480p" / seq)
+        _frames(davis / "Annotations" / "480p" / seq)
+    assert [s.name for s in discover_sequences(davis)] == ["b2", "b10", "bear"]
+    assert [s.name for s in discover([str(davis)]).sequences] == ["b10", "b2", "bear"]
+    _frames(tmp_path / "davis-full" / "JPEGImages" / "bear")
+    assert [s.name for s in discover([str(tmp_path / "davis-full")]).sequences] == ["bear"]
+
+    # stills: the images of a folder, plain order, hidden and non-image files skipped
+    stills = tmp_path / "photos"
+    stills.mkdir()
+    for i, name in enumerate(("p10.png", "p2.jpg", ".h.png", "note.txt")):
+        Image.fromarray(np.dstack([np.full((16, 16), 200, np.uint8), np.full((16, 16), 30 + i, np.uint8),
+                                   np.full((16, 16), 60, np.uint8)])).save(stills / name, format="PNG")
+    d = discover([f"stills:{stills}", str(root)])
+    assert [(s.name, s.kind) for s in d.sequences[:2]] == [("still:p10", "still"), ("still:p2", "still")]

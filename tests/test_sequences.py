@@ -28,24 +28,27 @@ def test_training_and_evaluation_share_one_sequence_record():
         ("a", "video", Path("a.mp4"), 12, 25.0, None, False)
 
 
-def test_walk_names_by_relative_path_and_skips_hidden(tmp_path):
+def test_tree_layout_names_by_relative_path_and_skips_hidden(tmp_path):
     _frames(tmp_path / "b" / "clip")
     _frames(tmp_path / ".hidden")
     (tmp_path / "b" / "x.mp4").write_bytes(b"")
     (tmp_path / "b" / ".y.mp4").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("")
-    seen = []
-    sequences.walk(tmp_path, lambda folder, files, name: seen.append(("frames", name, len(files))),
-                   lambda path, name: seen.append(("video", name, path.name)))
-    assert seen == [("video", "b/x.mp4", "x.mp4"), ("frames", "b/clip", 2)]
+    found = sequences.discover_sequences(tmp_path, layout="tree")
+    assert [(s.kind, s.name, s.path.name, len(s.files)) for s in found] == [
+        ("video", "b/x.mp4", "x.mp4", 0), ("frames", "b/clip", "clip", 2)]
 
 
-def test_walk_reads_davis_frames_only(tmp_path):
+def test_one_davis_rule_for_both_layouts(tmp_path):
     _frames(tmp_path / "JPEGImages" / "480p" / "bear")
     _frames(tmp_path / "Annotations" / "480p" / "bear")
-    seen = []
-    sequences.walk(tmp_path, lambda folder, files, name: seen.append(name), lambda path, name: seen.append(name))
-    assert seen == ["bear"]
+    for layout in ("tree", "children"):
+        assert [s.name for s in sequences.discover_sequences(tmp_path, layout=layout)] == ["bear"]
+    # without 480p the frames are under JPEGImages (evaluation found nothing here before it shared the rule)
+    _frames(tmp_path / "full" / "JPEGImages" / "fox")
+    _frames(tmp_path / "full" / "Annotations" / "fox")
+    for layout in ("tree", "children"):
+        assert [s.name for s in sequences.discover_sequences(tmp_path / "full", layout=layout)] == ["fox"]
 
 
 def test_discover_sequences_one_level(tmp_path):
@@ -53,11 +56,38 @@ def test_discover_sequences_one_level(tmp_path):
     _frames(tmp_path / "seq2")
     (tmp_path / "clip.mp4").write_bytes(b"")
     found = sequences.discover_sequences(tmp_path)
-    assert [(s.name, s.kind) for s in found] == [("clip", "video"), ("seq2", "frames"), ("seq10", "frames")]
+    assert [(s.name, s.kind, s.num_frames) for s in found] == [("clip", "video", 0), ("seq2", "frames", 2),
+                                                               ("seq10", "frames", 2)]
     assert sequences.discover_sequences(tmp_path / "seq2")[0].name == "seq2"  # the root itself
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RefcolorError, match="no sequences found"):
-        sequences.discover_sequences(tmp_path / "empty")
+    assert sequences.discover_sequences(tmp_path / "empty") == []  # the caller says what it expected
+    with pytest.raises(RefcolorError, match="data folder not found"):
+        sequences.discover_sequences(tmp_path / "missing", layout="tree")
+    with pytest.raises(ValueError, match="layout"):
+        sequences.discover_sequences(tmp_path, layout="flat")
+
+
+def test_an_unreadable_folder_is_a_one_line_error(tmp_path, monkeypatch):
+    _frames(tmp_path / "seq")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    for layout in ("children", "tree", "stills"):
+        with pytest.raises(RefcolorError, match="cannot read data folder"):
+            sequences.discover_sequences(tmp_path, layout=layout)
+
+
+def test_stills_layout_and_record_class(tmp_path):
+    from refcolor.train.sources import Sequence as TrainSequence
+
+    for name in ("b10.png", "b2.png", ".h.png", "note.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "dir.png").mkdir()
+    found = sequences.discover_sequences(tmp_path, layout="stills", record=TrainSequence)
+    assert [(s.name, s.kind, s.num_frames, type(s)) for s in found] == [
+        ("still:b10", "still", 1, TrainSequence), ("still:b2", "still", 1, TrainSequence)]
 
 
 def _tree(root: Path) -> Path:

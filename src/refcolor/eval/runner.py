@@ -31,7 +31,7 @@ import torch
 from ..errors import RefcolorError
 from ..flow import FlowCache, FlowEstimator, build_flow
 from ..sequences import Sequence, discover_sequences
-from ..video import IMAGE_SUFFIXES, open_source, read_image
+from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, open_source, read_image
 from .baselines import BASELINE_NAMES, Method, ModelMethod, build_method, gray_from_rgb
 from .components import build_component_methods, summarize
 from .metrics import (PSNR_CAP, WE_SCALE, FIDMetric, LPIPSMetric, Unavailable, cdc, colorfulness, mean_psnr, psnr,
@@ -312,18 +312,28 @@ def build_methods(cfg: EvalConfig) -> tuple[list[Method], dict[str, dict], list[
     return methods, flags, groups
 
 
-def evaluate(cfg: EvalConfig, warn: Callable[[str], None] | None = None) -> tuple[dict, dict[str, bytes]]:
-    """Run the whole protocol; returns (summary for report.json, grid PNGs by file name)."""
-    from tqdm import tqdm
-
-    warn = warn or (lambda msg: tqdm.write(f"refcolor: warning: {msg}", file=sys.stderr))
+def evaluation_sequences(cfg: EvalConfig) -> list[Sequence]:
+    """The sequences directly under ``cfg.data`` (``sequences.discover_sequences``), those of
+    ``cfg.sequences`` only when given; a one-line error when there are none or a name is unknown."""
     seqs = discover_sequences(cfg.data)
+    if not seqs:
+        raise RefcolorError(f"no sequences found in {Path(cfg.data).expanduser()}: expected DAVIS (JPEGImages/480p/<seq>/*.jpg), "
+                            f"folders of frames ({', '.join(IMAGE_SUFFIXES)}) or color videos ({', '.join(VIDEO_SUFFIXES)})")
     if cfg.sequences:
         names = {s.name for s in seqs}
         unknown = [s for s in cfg.sequences if s not in names]
         if unknown:
             raise RefcolorError(f"unknown sequence(s) {', '.join(unknown)}; found: {', '.join(sorted(names))}")
         seqs = [s for s in seqs if s.name in cfg.sequences]
+    return seqs
+
+
+def evaluate(cfg: EvalConfig, warn: Callable[[str], None] | None = None) -> tuple[dict, dict[str, bytes]]:
+    """Run the whole protocol; returns (summary for report.json, grid PNGs by file name)."""
+    from tqdm import tqdm
+
+    warn = warn or (lambda msg: tqdm.write(f"refcolor: warning: {msg}", file=sys.stderr))
+    seqs = evaluation_sequences(cfg)
     if cfg.reference not in ("first", "middle") and not Path(cfg.reference).expanduser().exists():
         raise RefcolorError(f"--reference {cfg.reference!r}: use first, middle, an image file or a folder")
     methods, flags, groups = build_methods(cfg)

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import sequences as shared
 from ..errors import RefcolorError
-from ..video import IMAGE_SUFFIXES, open_video_stream, read_image, rotation_ccw, upright_rgb
+from ..video import open_video_stream, read_image, rotation_ccw, upright_rgb
 
 PROTECTED = ("davis16-dev",)  # evaluation-only data: never a training root
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
@@ -269,16 +269,17 @@ def _folder_sequence(path: Path, files: list[Path], name: str, out: Discovery, m
 
 
 def _walk(root: Path, out: Discovery, min_frames: int) -> None:
-    shared.walk(root, lambda folder, files, name: _folder_sequence(folder, files, name, out, min_frames),
-                lambda path, name: _video_sequence(path, name, out, min_frames))
+    for seq in shared.discover_sequences(root, layout="tree", record=Sequence):
+        if seq.kind == "video":
+            _video_sequence(seq.path, seq.name, out, min_frames)
+        else:
+            _folder_sequence(seq.path, seq.files, seq.name, out, min_frames)
 
 
 def _stills(folder: Path, names: tuple[str, ...] | None, out: Discovery) -> None:
-    files = [folder / n for n in names] if names else [
-        p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    files = [folder / n for n in names if (folder / n).is_file()] if names else [
+        s.path for s in shared.discover_sequences(folder, layout="stills")]
     for p in files:
-        if not p.is_file():
-            continue
         try:
             rgb = read_image(p)
         except RefcolorError as err:

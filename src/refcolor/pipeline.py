@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from .background import BlockWriter, ReadAhead
 from .errors import Interrupted, RefcolorError, option
-from .resume import join_segments, open_video_output, run_signature, work_path
+from .resume import WorkFolder, join_segments, open_output, work_path
 from .inference import Colorizer, check_color_reference, parse_size
-from .shots import ReferenceMatcher, build_schedule, detect_shots, format_time, parse_reference_spec
+from .shots import ReferenceMatcher, ReferenceSchedule, build_schedule, detect_shots, format_time, parse_reference_spec
 from .text import plural
-from .video import VIDEO_SUFFIXES, open_source, read_image
+from .video import open_source, read_image
 
 
 @dataclass
@@ -96,109 +97,166 @@ def colorize(
     ``on_progress(done, total)`` is called after each block (total 0 when unknown), e.g. by the
     web app for its progress bar; an exception it raises stops the run like Ctrl-C does.
     """
-    from .video_write import FrameFolderWriter
-
     input_path, output = Path(input), Path(output)
     _check_paths(input_path, output, overwrite, resume)
     if segment_frames < 1:
         raise RefcolorError(f"{option('--segment', 'segment_frames')} must be at least 1 frame")
+    refs = _read_references(reference)
+    if shots not in (None, "none", "auto"):
+        raise RefcolorError(f"unknown {option('--shots', 'shots')} {shots!r}; use auto or none")
+    colorizer = Colorizer(model, device=device, size=_working_size(size), block_size=block_size, upsample=upsample,
+                          compile=compile, amp=amp, backend=backend)
+    start = time.perf_counter()
+    with open_source(input_path) as source:
+        info = source.info
+        refs.plan(input_path, info.fps, shots, colorizer.device, progress)
+        colorizer.set_reference(refs.at(0))
+        settings = lambda: _resume_settings(model, colorizer, refs, crf=crf, shots=shots,  # noqa: E731
+                                            upsample=upsample, segment=segment_frames, amp=amp, backend=backend)
+        writer, work, skip, memory = open_output(output, input_path, settings, resume=resume, overwrite=overwrite, fps=info.fps,
+                                                 width=info.width, height=info.height, crf=crf, time_base=info.time_base)
+        if work is not None:  # a video output: continue where the work folder stopped (frame 0 when new)
+            colorizer.set_reference(refs.at(skip))
+            colorizer.restore_memory(memory)
+        run = _Run(colorizer, refs, BlockWriter(writer, threaded=threads), work, skip, segment_frames)
+        frames = ReadAhead(source, threaded=threads)
+        run.report = None if on_progress is None else (lambda done: on_progress(done, info.num_frames or 0))
+        run.bar = tqdm(total=info.num_frames, initial=skip, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
+        _colorize_frames(run, frames, input_path)
+        _finish_output(run, output, input_path if info.has_audio else None)
+    timings = {"decode": frames.seconds, **colorizer.timings, "encode": run.writer.seconds}
+    return ColorizeResult(output, run.count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size), timings)
+
+
+def _working_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``HxW`` or (h, w) -> the working size, rounded to multiples of 8 with a note when it changes."""
+    work = parse_size(size) if isinstance(size, str) else size
+    if isinstance(size, str) and tuple(int(v) for v in size.lower().split("x")) != work:
+        print(f"note: working size {size} rounded to {work[0]}x{work[1]} (the network takes multiples of 8)", file=sys.stderr)
+    return work
+
+
+@dataclass
+class _References:
+    """The color references (``START:PATH`` specs read as images) and which of them each frame uses."""
+
+    specs: list[tuple]  # (start or None, path)
+    images: list[np.ndarray]
+    schedule: ReferenceSchedule | None = None
+    boundaries: set[int] = field(default_factory=set)  # frames where the references change
+
+    def plan(self, input_path: Path, fps, shots: str | None, device, progress: bool) -> None:
+        """The schedule: the references' starts, and with ``shots="auto"`` the shots of the input
+        (several references without starts: the best-matching one per shot)."""
+        shot_list = detect_shots(input_path, progress=progress) if shots == "auto" else None
+        timed = any(start is not None for start, _ in self.specs)
+        matcher = ReferenceMatcher(self.images, device) if shot_list and len(self.images) > 1 and not timed else None
+        self.schedule = build_schedule([start for start, _ in self.specs], fps, shot_list, matcher.best if matcher else None)
+        self.boundaries = self.schedule.boundaries()
+        if shot_list and progress:  # what --shots auto found, and the reference(s) each shot gets
+            names = [Path(p).name for _, p in self.specs]
+            for s in shot_list:
+                used = self.schedule.at(s.start)
+                print(f"shot {s.index}: frames {s.start}-{s.end - 1} from {format_time(s.start_time)}, "
+                      f"{'reference' if len(used) == 1 else 'references'} {', '.join(names[i] for i in used)}", file=sys.stderr)
+
+    def at(self, frame: int) -> list[np.ndarray]:
+        return [self.images[i] for i in self.schedule.at(frame)]
+
+
+def _read_references(reference: str | Path | Sequence[str | Path]) -> _References:
     refs = [reference] if isinstance(reference, (str, Path)) else list(reference)
     if not refs:
         raise RefcolorError("at least one --reference is needed")
     specs = [parse_reference_spec(str(r)) for r in refs]
-    ref_images = []
+    images = []
     for _, ref in specs:
         if not Path(ref).is_file():
             raise RefcolorError(f"reference not found: {ref}")
-        ref_images.append(check_color_reference(read_image(ref)))
-    if shots not in (None, "none", "auto"):
-        raise RefcolorError(f"unknown {option('--shots', 'shots')} {shots!r}; use auto or none")
-    work = parse_size(size) if isinstance(size, str) else size
-    if isinstance(size, str) and tuple(int(v) for v in size.lower().split("x")) != work:
-        print(f"note: working size {size} rounded to {work[0]}x{work[1]} (the network takes multiples of 8)", file=sys.stderr)
-    colorizer = Colorizer(model, device=device, size=work, block_size=block_size, upsample=upsample,
-                          compile=compile, amp=amp, backend=backend)
+        images.append(check_color_reference(read_image(ref)))
+    return _References(specs, images)
 
-    start = time.perf_counter()
-    count = 0
-    with open_source(input_path) as source:
-        info = source.info
-        shot_list = detect_shots(input_path, progress=progress) if shots == "auto" else None
-        timed = any(start is not None for start, _ in specs)
-        matcher = ReferenceMatcher(ref_images, colorizer.device) if shot_list and len(ref_images) > 1 and not timed else None
-        schedule = build_schedule([start for start, _ in specs], info.fps, shot_list, matcher.best if matcher else None)
-        boundaries = schedule.boundaries()
-        if shot_list and progress:  # what --shots auto found, and the reference(s) each shot gets
-            names = [Path(p).name for _, p in specs]
-            for s in shot_list:
-                used = schedule.at(s.start)
-                print(f"shot {s.index}: frames {s.start}-{s.end - 1} from {format_time(s.start_time)}, "
-                      f"{'reference' if len(used) == 1 else 'references'} {', '.join(names[i] for i in used)}", file=sys.stderr)
-        colorizer.set_reference([ref_images[i] for i in schedule.at(0)])
-        is_video_out = output.suffix.lower() in VIDEO_SUFFIXES
-        kwargs = dict(fps=info.fps, width=info.width, height=info.height, crf=crf, time_base=info.time_base)
-        skip, work = 0, None
-        if is_video_out:
-            settings = dict(model=str(model), model_used=colorizer.model_name, model_file=_file_identity(model),
-                            size=colorizer.size, block=colorizer.block_size, crf=crf, shots=shots,
-                            refs=[(s, hashlib.sha1(Path(p).read_bytes()).hexdigest()) for s, p in specs],
-                            upsample=upsample, segment=segment_frames, **({"amp": amp} if amp else {}),
-                            **({"backend": backend} if backend != "torch" else {}))
-            writer, work, skip, memory = open_video_output(output, run_signature(input_path, settings), resume=resume,
-                                                           overwrite=overwrite, **kwargs)
-            colorizer.set_reference([ref_images[i] for i in schedule.at(skip)])
-            colorizer.restore_memory(memory)
-        else:
-            if output.exists() and not overwrite:  # --resume applies to video outputs only
-                raise RefcolorError(f"output already exists: {output} ({option('use --overwrite', 'pass overwrite=True')} to replace it)")
-            # A frame folder that already exists is replaced only after the new one is complete.
-            writer = FrameFolderWriter(output, replace=True, **kwargs)
-        writer = BlockWriter(writer, threaded=threads)
-        frames = ReadAhead(source, threaded=threads)
-        report = None if on_progress is None else (lambda done: on_progress(done, info.num_frames or 0))
-        bar = tqdm(total=info.num_frames, initial=skip, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
-        try:
-            block: list = []
-            for frame in frames:
-                if frame.index < skip:  # done before the interruption
-                    continue
-                if work is not None and frame.index > skip and frame.index % segment_frames == 0:
-                    if block:
-                        count += _flush(colorizer, block, writer, bar, report)
-                    writer.end_segment(colorizer.memory)
-                if frame.index in boundaries:  # a new shot or reference: never straddle it
-                    if block:
-                        count += _flush(colorizer, block, writer, bar, report)
-                    colorizer.set_reference([ref_images[i] for i in schedule.at(frame.index)])
-                block.append(frame)
-                if len(block) == colorizer.block_size:
-                    count += _flush(colorizer, block, writer, bar, report)
-            if block:
-                count += _flush(colorizer, block, writer, bar, report)
-            if count + skip == 0:
-                raise RefcolorError(f"no frames could be decoded from {input_path}")
-            if work is not None:
-                writer.end_segment(colorizer.memory)
-        except BaseException as exc:
-            frames.close()
-            writer.abort()
-            if isinstance(exc, KeyboardInterrupt) and work is not None and work.exists():
-                raise Interrupted(work.path, work.next_frame) from exc  # the CLI says how to --resume
-            raise
-        finally:
-            frames.close()
-            bar.close()
-        if work is not None:
-            writer.finish()
-            try:
-                join_segments(work, output, input_path if info.has_audio else None)
-            except KeyboardInterrupt as exc:
-                raise Interrupted(work.path, work.next_frame) from exc
-            work.remove()
-        else:
-            writer.close()
-    timings = {"decode": frames.seconds, **colorizer.timings, "encode": writer.seconds}
-    return ColorizeResult(output, count, time.perf_counter() - start, colorizer.model_name, tuple(colorizer.size), timings)
+
+def _resume_settings(model, colorizer: Colorizer, refs: _References, *, crf: int, shots: str | None, upsample: str,
+                     segment: int, amp: str | None, backend: str) -> dict:
+    """What a resumed run must share with the interrupted one, besides the input (``resume.run_signature``)."""
+    return dict(model=str(model), model_used=colorizer.model_name, model_file=_file_identity(model),
+                size=colorizer.size, block=colorizer.block_size, crf=crf, shots=shots,
+                refs=[(s, hashlib.sha1(Path(p).read_bytes()).hexdigest()) for s, p in refs.specs],
+                upsample=upsample, segment=segment, **({"amp": amp} if amp else {}),
+                **({"backend": backend} if backend != "torch" else {}))
+
+
+@dataclass
+class _Run:
+    """A colorization in progress: frames gathered into blocks, colored, written."""
+
+    colorizer: Colorizer
+    refs: _References
+    writer: BlockWriter
+    work: WorkFolder | None  # a video output's work folder (segments, resume); None for a frame folder
+    skip: int  # frames colored before an interruption
+    segment_frames: int
+    bar: tqdm | None = None
+    report: Callable[[int], None] | None = None
+    count: int = 0  # frames colored by this run
+    block: list = field(default_factory=list)
+
+    def flush(self) -> None:
+        if self.block:
+            self.count += _flush(self.colorizer, self.block, self.writer, self.bar, self.report)
+
+    def add(self, frame) -> None:
+        if frame.index < self.skip:  # done before the interruption
+            return
+        if self.work is not None and frame.index > self.skip and frame.index % self.segment_frames == 0:
+            self.flush()
+            self.writer.end_segment(self.colorizer.memory)
+        if frame.index in self.refs.boundaries:  # a new shot or reference: never straddle it
+            self.flush()
+            self.colorizer.set_reference(self.refs.at(frame.index))
+        self.block.append(frame)
+        if len(self.block) == self.colorizer.block_size:
+            self.flush()
+
+    def end(self, input_path: Path) -> None:
+        self.flush()
+        if self.count + self.skip == 0:
+            raise RefcolorError(f"no frames could be decoded from {input_path}")
+        if self.work is not None:
+            self.writer.end_segment(self.colorizer.memory)
+
+
+def _colorize_frames(run: _Run, frames: ReadAhead, input_path: Path) -> None:
+    """Every frame through ``run``; on any error or Ctrl-C the writer is aborted (a segmented
+    video output's finished segments stay for ``--resume``)."""
+    try:
+        for frame in frames:
+            run.add(frame)
+        run.end(input_path)
+    except BaseException as exc:
+        frames.close()
+        run.writer.abort()
+        if isinstance(exc, KeyboardInterrupt) and run.work is not None and run.work.exists():
+            raise Interrupted(run.work.path, run.work.next_frame) from exc  # the CLI says how to --resume
+        raise
+    finally:
+        frames.close()
+        run.bar.close()
+
+
+def _finish_output(run: _Run, output: Path, audio_from: Path | None) -> None:
+    """A frame folder is complete when its writer closes; a video's segments are joined (with the
+    input's audio) onto ``output`` and the work folder removed."""
+    if run.work is None:
+        run.writer.close()
+        return
+    run.writer.finish()
+    try:
+        join_segments(run.work, output, audio_from)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(run.work.path, run.work.next_frame) from exc
+    run.work.remove()
 
 
 def _file_identity(model) -> list | None:

@@ -16,12 +16,14 @@ import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import RefcolorError, option
 from .heap import release_free_memory
+from .video import VIDEO_SUFFIXES
 
 STATE_VERSION = 1
 
@@ -121,6 +123,22 @@ def open_video_output(output: Path, signature: str, *, resume: bool, overwrite: 
     else:
         work.start(replaces=output.exists())
     return SegmentWriter(work, output.suffix.lower(), **writer_kwargs), work, skip, memory
+
+
+def open_output(output: Path, input_path: Path, settings: Callable[[], dict], *, resume: bool, overwrite: bool,
+                **writer_kwargs):
+    """The writer of ``colorize``'s output, as ``open_video_output`` returns it. A video suffix: the
+    segments of a work folder, whose signature is the input and ``settings()`` (called only here),
+    continued with ``resume``. Any other path: a frame folder, no work folder (``resume`` applies to
+    videos only); an existing folder is replaced by the writer once the new one is complete."""
+    from .video_write import FrameFolderWriter
+
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        return open_video_output(output, run_signature(input_path, settings()), resume=resume, overwrite=overwrite,
+                                 **writer_kwargs)
+    if output.exists() and not overwrite:
+        raise RefcolorError(f"output already exists: {output} ({option('use --overwrite', 'pass overwrite=True')} to replace it)")
+    return FrameFolderWriter(output, replace=True, **writer_kwargs), None, 0, None
 
 
 def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> None:

@@ -15,7 +15,7 @@ PACKAGE = SRC / "refcolor"
 #: Modules that may call ``torch.load`` (third-party weights; the trainer's own resume state).
 TORCH_LOAD_MODULES = {"refcolor.hub", "refcolor.train.state"}
 #: Modules that may import PyAV: reading, writing and muxing videos.
-AV_MODULES = {"refcolor.video", "refcolor.video_write", "refcolor.audio_mux"}
+AV_MODULES = {"refcolor.video", "refcolor.video_write", "refcolor.audio_mux", "refcolor.video_join"}
 
 
 def _module_name(path: Path) -> str:

@@ -1,7 +1,7 @@
 """Carry a source's audio into an encoded video: copy the packets where the container takes the
 codec in a widely playable way, else re-encode (AAC; Opus for webm); interleave by time; shift by
 the video's origin and cut at its end (as ``ffmpeg -shortest``). Used by ``video_write`` (its writer
-and ``join_videos``, which joins ``resume``'s segments).
+and ``video_join.join_videos``, which joins ``resume``'s segments).
 """
 from __future__ import annotations
 

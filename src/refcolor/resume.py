@@ -143,7 +143,7 @@ def open_output(output: Path, input_path: Path, settings: Callable[[], dict], *,
 
 def join_segments(work: WorkFolder, output: Path, audio_from: Path | None) -> None:
     """Joins the segments' video packets (no re-encoding), adds audio, renames onto ``output``."""
-    from .video_write import join_videos
+    from .video_join import join_videos
 
     parts = [(work.path / seg["file"], seg["first_pts"], seg.get("time_base")) for seg in work.segments]
     join_videos(parts, output, audio_from)

@@ -107,6 +107,31 @@ class VideoWriter(_Writer):
         av = load_av()
         self.path = Path(path).expanduser()
         suffix = self.path.suffix.lower()
+        parent = self._check_arguments(suffix, width, height, crf, odd_size)
+        self.width, self.height = int(width), int(height)
+        self.fps = _fraction(fps) or Fraction(25)
+        self.time_base = _fraction(time_base) or 1 / self.fps
+        self._step = max(1, round(1 / (self.fps * self.time_base)))
+        self._fmt = FORMATS[suffix]
+        self.audio_from, self._audio_start = self._probe_audio(audio_from)
+        if self._fmt == "webm" and codec in ("libx264", "h264"):
+            codec = "libvpx-vp9"
+        self._choose_pixel_format(av, codec, odd_size)
+        self._tmp = temp_name(parent, self.path.stem, suffix)
+        self._tmp_mux: Path | None = None
+        self._done = False
+        self._last_pts: int | None = None
+        self._origin: int | None = None  # source pts that becomes 0 in the output
+        self.frames_written = 0
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format=self._fmt)
+            self._stream = self._add_stream(codec, crf)
+        except Exception as exc:
+            self.abort()
+            raise RefcolorError(f"cannot create video {self.path}: {short_reason(exc)}") from exc
+
+    def _check_arguments(self, suffix: str, width, height, crf, odd_size: str) -> Path:
+        """One-line errors for a bad target or option; returns the target's folder."""
         if suffix not in FORMATS:
             raise RefcolorError(f"unsupported video suffix {self.path.suffix!r} (use {', '.join(VIDEO_SUFFIXES)})")
         parent = _check_target(self.path)
@@ -118,14 +143,11 @@ class VideoWriter(_Writer):
             raise RefcolorError(f"crf must be within 0..63 (got {crf})")
         if odd_size not in ("yuv444p", "pad"):
             raise RefcolorError(f"odd_size must be 'yuv444p' or 'pad' (got {odd_size!r})")
-        self.width, self.height = int(width), int(height)
-        self.fps = _fraction(fps) or Fraction(25)
-        self.time_base = _fraction(time_base) or 1 / self.fps
-        self._step = max(1, round(1 / (self.fps * self.time_base)))
-        self._fmt = FORMATS[suffix]
-        self.audio_from, self._audio_start = self._probe_audio(audio_from)
-        if self._fmt == "webm" and codec in ("libx264", "h264"):
-            codec = "libvpx-vp9"
+        return parent
+
+    def _choose_pixel_format(self, av, codec: str, odd_size: str) -> None:
+        """yuv420p when the encoder has it; an odd side takes yuv444p (``odd_size="yuv444p"``, when
+        the encoder has it) or a padded encoded size (``_enc_w``, ``_enc_h``)."""
         try:
             enc = av.codec.Codec(codec, "w")
         except Exception:
@@ -139,35 +161,27 @@ class VideoWriter(_Writer):
                 self.pix_fmt = "yuv444p"
             else:
                 self._enc_w, self._enc_h = self.width + self.width % 2, self.height + self.height % 2
-        self._tmp = temp_name(parent, self.path.stem, suffix)
-        self._tmp_mux: Path | None = None
-        self._done = False
-        self._last_pts: int | None = None
-        self._origin: int | None = None  # source pts that becomes 0 in the output
-        self.frames_written = 0
-        try:
-            self._container = av.open(str(self._tmp), mode="w", format=self._fmt)
-            s = self._container.add_stream(codec, rate=self.fps)
-            s.width, s.height, s.pix_fmt = self._enc_w, self._enc_h, self.pix_fmt
-            s.time_base = self.time_base
-            s.codec_context.time_base = self.time_base
-            cc = s.codec_context
-            for attr in ("colorspace", "color_range", "color_primaries", "color_trc"):
-                try:
-                    setattr(cc, attr, 1)  # BT.709 / limited (MPEG) range
-                except Exception:
-                    pass
-            opts = {"crf": str(int(crf))} if codec in _CRF_CODECS else {}
-            if codec.startswith("libvpx"):
-                opts.update({"b": "0", "row-mt": "1"})
-            if self._fmt == "avi":
-                opts["bf"] = "0"  # AVI has no pts: B-frames would shift the timestamps
-            s.options = opts
-            s.thread_type = "AUTO"
-            self._stream = s
-        except Exception as exc:
-            self.abort()
-            raise RefcolorError(f"cannot create video {self.path}: {short_reason(exc)}") from exc
+
+    def _add_stream(self, codec: str, crf: int):
+        """The video stream of the open container: size, pixel format, BT.709 tags, encoder options."""
+        s = self._container.add_stream(codec, rate=self.fps)
+        s.width, s.height, s.pix_fmt = self._enc_w, self._enc_h, self.pix_fmt
+        s.time_base = self.time_base
+        s.codec_context.time_base = self.time_base
+        cc = s.codec_context
+        for attr in ("colorspace", "color_range", "color_primaries", "color_trc"):
+            try:
+                setattr(cc, attr, 1)  # BT.709 / limited (MPEG) range
+            except Exception:
+                pass
+        opts = {"crf": str(int(crf))} if codec in _CRF_CODECS else {}
+        if codec.startswith("libvpx"):
+            opts.update({"b": "0", "row-mt": "1"})
+        if self._fmt == "avi":
+            opts["bf"] = "0"  # AVI has no pts: B-frames would shift the timestamps
+        s.options = opts
+        s.thread_type = "AUTO"
+        return s
 
     @staticmethod
     def _probe_audio(audio_from) -> tuple[Path | None, float | None]:
@@ -320,81 +334,6 @@ class FrameFolderWriter(_Writer):
     def abort(self) -> None:
         self._done = True
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _with_decode_times(packets, step: int):
-    """``packets`` (decoding order) with every dts set. Matroska stores no decoding times, so its
-    demuxer leaves them out on a file's first packets (within the B-frame delay); a second segment's
-    such packets would get FFmpeg's guess from the first segment's times, which goes backwards (the
-    join failed with EINVAL). Each gets the next known dts less the durations of the packets up to
-    it (with none known: the first pts less them): FFmpeg's own guess at the start of a file."""
-    pending = []
-    for packet in packets:
-        if packet.dts is None and packet.pts is None:
-            continue  # the demuxer's empty flush packet
-        if packet.dts is None and packet.pts is not None:
-            pending.append(packet)
-            continue
-        yield from _count_back(pending, packet.dts, step)
-        pending = []
-        yield packet
-    if pending:
-        yield from _count_back(pending, min(p.pts for p in pending), step)
-
-
-def _count_back(pending: list, base: int, step: int):
-    for i, packet in enumerate(pending):
-        packet.dts = base - sum(p.duration or step for p in pending[i:])
-        yield packet
-
-
-def join_videos(parts: list[tuple[Path, object, object]], output: Path, audio_from: Path | None) -> None:
-    """Joins the video packets of ``parts`` (no re-encoding) into ``output``, adds the audio of
-    ``audio_from``, renames onto ``output``. A part is (file, first_pts, time_base): the source time
-    of its first frame (None: right after the previous part), which each file was written from 0 on."""
-    av = load_av()
-    fmt = FORMATS[output.suffix.lower()]
-    video_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
-    final_tmp = None
-    try:
-        origin = None
-        end = 0.0
-        with av.open(str(video_tmp), "w", format=fmt) as out:
-            stream = None
-            for file, first_pts, time_base in parts:
-                with av.open(str(file)) as src:
-                    vin = src.streams.video[0]
-                    if stream is None:
-                        stream = out.add_stream_from_template(vin)
-                    first = Fraction(first_pts) * Fraction(time_base) if first_pts is not None else None
-                    if origin is None:
-                        origin = first or Fraction(0)
-                    # The writer started each segment at 0; put it back at its source time.
-                    shift = (first - origin) if first is not None else Fraction(end)
-                    rate = vin.average_rate or vin.guessed_rate
-                    step = max(1, int(round(1 / (rate * vin.time_base)))) if rate and vin.time_base else 1
-                    for packet in _with_decode_times(src.demux(vin), step):
-                        tb = packet.time_base
-                        offset = int(round(shift / tb))
-                        if packet.pts is not None:
-                            packet.pts += offset
-                            end = max(end, float((packet.pts + (packet.duration or 0)) * tb))
-                        if packet.dts is not None:
-                            packet.dts += offset
-                        packet.stream = stream
-                        out.mux(packet)
-        result = video_tmp
-        if audio_from is not None:
-            final_tmp = temp_name(output.parent, output.stem, output.suffix.lower())
-            mux_with_audio(video_tmp, audio_from, final_tmp, fmt, end, float(origin or 0))
-            result = final_tmp
-        os.replace(result, output)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise RefcolorError(f"joining the segments of {output} failed: {str(exc).splitlines()[0]}") from exc
-    finally:
-        for p in (video_tmp, final_tmp):
-            if p is not None and p.exists():
-                p.unlink()
 
 
 def open_writer(path, **kw) -> VideoWriter | FrameFolderWriter:

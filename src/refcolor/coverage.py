@@ -269,22 +269,14 @@ def measure_coverage(input: str | Path, references, *, shots=None, size: str | t
     shot (``shots``: from ``detect_shots``, detected when None), with suggested extra references."""
     from tqdm import tqdm
 
-    from .inference import check_color_reference, parse_size
-    from .shots import build_schedule, detect_shots, parse_reference_spec
-    from .video import open_source, read_image
+    from .inference import parse_size
+    from .shots import build_schedule, detect_shots, read_references
+    from .video import open_source
 
     path = Path(input)
     if not path.exists():
         raise RefcolorError(f"input not found: {path}")
-    refs = [references] if isinstance(references, (str, Path)) else list(references)
-    if not refs:
-        raise RefcolorError("coverage needs at least one color reference (-r REF)")
-    specs = [parse_reference_spec(str(r)) for r in refs]
-    images = []
-    for _, ref in specs:
-        if not Path(ref).is_file():
-            raise RefcolorError(f"reference not found: {ref}")
-        images.append(check_color_reference(read_image(ref)))
+    specs, images = read_references(references, "coverage needs at least one color reference (-r REF)")
     meter = CoverageMeter(model, device=device, size=parse_size(size) if isinstance(size, str) else size,
                           threshold=threshold)
     shot_list = shots if shots is not None else detect_shots(path, progress=progress)

@@ -20,10 +20,10 @@ from tqdm import tqdm
 from .background import BlockWriter, ReadAhead
 from .errors import Interrupted, RefcolorError, option
 from .resume import WorkFolder, join_segments, open_output, work_path
-from .inference import Colorizer, check_color_reference, parse_size
-from .shots import ReferenceMatcher, ReferenceSchedule, build_schedule, detect_shots, format_time, parse_reference_spec
+from .inference import Colorizer, parse_size
+from .shots import ReferenceMatcher, ReferenceSchedule, build_schedule, detect_shots, format_time, read_references
 from .text import plural
-from .video import open_source, read_image
+from .video import open_source
 
 
 @dataclass
@@ -101,7 +101,7 @@ def colorize(
     _check_paths(input_path, output, overwrite, resume)
     if segment_frames < 1:
         raise RefcolorError(f"{option('--segment', 'segment_frames')} must be at least 1 frame")
-    refs = _read_references(reference)
+    refs = _References(*read_references(reference, "at least one --reference is needed"))
     if shots not in (None, "none", "auto"):
         raise RefcolorError(f"unknown {option('--shots', 'shots')} {shots!r}; use auto or none")
     colorizer = Colorizer(model, device=device, size=_working_size(size), block_size=block_size, upsample=upsample,
@@ -162,19 +162,6 @@ class _References:
 
     def at(self, frame: int) -> list[np.ndarray]:
         return [self.images[i] for i in self.schedule.at(frame)]
-
-
-def _read_references(reference: str | Path | Sequence[str | Path]) -> _References:
-    refs = [reference] if isinstance(reference, (str, Path)) else list(reference)
-    if not refs:
-        raise RefcolorError("at least one --reference is needed")
-    specs = [parse_reference_spec(str(r)) for r in refs]
-    images = []
-    for _, ref in specs:
-        if not Path(ref).is_file():
-            raise RefcolorError(f"reference not found: {ref}")
-        images.append(check_color_reference(read_image(ref)))
-    return _References(specs, images)
 
 
 def _resume_settings(model, colorizer: Colorizer, refs: _References, *, crf: int, shots: str | None, upsample: str,

@@ -115,6 +115,25 @@ def parse_reference_spec(spec: str) -> tuple[int | float | None, str]:
     raise RefcolorError(f"cannot read reference {spec!r}: use PATH, FRAME:PATH or [HH:]MM:SS[.s]:PATH")
 
 
+def read_references(references, missing: str) -> tuple[list[tuple[int | float | None, str]], list[np.ndarray]]:
+    """One reference or a list (``PATH`` or ``START:PATH``) -> their (start, path) specs and color
+    images, for ``colorize`` and ``coverage`` alike; one-line errors for none (``missing``), a file
+    not found, or a gray photograph."""
+    from .inference import check_color_reference
+    from .video import read_image
+
+    refs = [references] if isinstance(references, (str, Path)) else list(references)
+    if not refs:
+        raise RefcolorError(missing)
+    specs = [parse_reference_spec(str(r)) for r in refs]
+    images = []
+    for _, ref in specs:
+        if not Path(ref).is_file():
+            raise RefcolorError(f"reference not found: {ref}")
+        images.append(check_color_reference(read_image(ref)))
+    return specs, images
+
+
 @dataclass
 class ReferenceSchedule:
     """Which references are active from which frame on; memory resets at every change and cut."""

@@ -37,6 +37,8 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import RefcolorError
 from ..flow import FlowCache, build_flow, occlusion_mask
+from .augment import (apply_flow, apply_image, crop_params, jitter_reference, render_still, rotate, still_flow,
+                      still_path)
 from .sources import Sequence, to_canonical
 
 
@@ -97,97 +99,6 @@ def plan_pair(rng, n: int, t_len: int, gap_min: int = 5, gap_max: int = 0, first
     start = int(rng.integers(0, 2 * (m - 1))) if m > 1 else 0
     idx = [lo + _reflect(start + k, m) for k in range(t_len)]
     return (idx if ref == 0 else idx[::-1]), ref
-
-
-# ----------------------------------------------------------------------------- geometry
-
-
-def _crop_params(rng, canon_hw, size, zoom):
-    z = float(rng.uniform(1.0, zoom))
-    sh, sw = max(size[0], int(round(canon_hw[0] * z))), max(size[1], int(round(canon_hw[1] * z)))
-    y0, x0 = int(rng.integers(0, sh - size[0] + 1)), int(rng.integers(0, sw - size[1] + 1))
-    return (sh, sw), (y0, x0), bool(rng.random() < 0.5)
-
-
-def _apply_image(img, scaled, offset, flip, size, interp=cv2.INTER_LINEAR):
-    if img.shape[:2] != scaled:
-        img = cv2.resize(img, (scaled[1], scaled[0]), interpolation=interp)
-    img = img[offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]
-    return np.ascontiguousarray(img[:, ::-1] if flip else img)
-
-
-def _apply_flow(flow, mask, canon_hw, scaled, offset, flip, size):
-    """Scale / crop / flip a canonical flow (H,W,2) and mask like the frames; out-of-crop targets are invalid."""
-    sy, sx = scaled[0] / canon_hw[0], scaled[1] / canon_hw[1]
-    f = _apply_image(flow, scaled, offset, False, size) * np.array([sx, sy], np.float32)
-    m = _apply_image(mask, scaled, offset, False, size, cv2.INTER_NEAREST)
-    if flip:
-        f = np.ascontiguousarray(f[:, ::-1]) * np.array([-1.0, 1.0], np.float32)
-        m = np.ascontiguousarray(m[:, ::-1])
-    h, w = size
-    x = np.arange(w, dtype=np.float32)[None] + f[..., 0]
-    y = np.arange(h, dtype=np.float32)[:, None] + f[..., 1]
-    m = m * ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1))
-    return f, m.astype(np.float32)
-
-
-def _still_path(rng, img_hw, size, t_len):
-    """Per-frame 3x3 maps output pixel -> photo pixel along a smooth random camera path."""
-    h, w = img_hw
-    base = min(h / size[0], w / size[1])  # photo pixels per output pixel when the view spans the photo
-
-    def pose():
-        return dict(s=base * rng.uniform(0.6, 0.9), rot=rng.uniform(-0.06, 0.06), px=rng.uniform(-3e-4, 3e-4) / base,
-                    py=rng.uniform(-3e-4, 3e-4) / base, cx=rng.uniform(0.4, 0.6), cy=rng.uniform(0.4, 0.6))
-
-    a = pose()
-    drift = dict(s=a["s"] * rng.uniform(-0.03, 0.03), rot=rng.uniform(-0.015, 0.015), px=0.0, py=0.0,
-                 cx=rng.uniform(-0.025, 0.025), cy=rng.uniform(-0.025, 0.025))
-    mats = []
-    for t in range(t_len):
-        p = {k: a[k] + drift[k] * t for k in a}
-        c, s = np.cos(p["rot"]) * p["s"], np.sin(p["rot"]) * p["s"]
-        center_out = np.array([[1, 0, -size[1] / 2], [0, 1, -size[0] / 2], [0, 0, 1]])
-        persp = np.array([[1, 0, 0], [0, 1, 0], [p["px"], p["py"], 1]])
-        lin = np.array([[c, -s, p["cx"] * w], [s, c, p["cy"] * h], [0, 0, 1]])
-        mats.append(lin @ persp @ center_out)
-    return mats
-
-
-def _render_still(img, mat, size):
-    return cv2.warpPerspective(img, mat, (size[1], size[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REFLECT)
-
-
-def _still_flow(mat_t, mat_prev, img_hw, size):
-    """Exact flow from frame t to frame t-1 and its validity (source inside the photo and the frame)."""
-    h, w = size
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([xs, ys, np.ones_like(xs)], -1) @ mat_t.T  # photo coordinates
-    src = pts[..., :2] / pts[..., 2:]
-    back = pts @ np.linalg.inv(mat_prev).T
-    prev = back[..., :2] / back[..., 2:]
-    flow = (prev - np.stack([xs, ys], -1)).astype(np.float32)
-    valid = ((src[..., 0] >= 0) & (src[..., 0] <= img_hw[1] - 1) & (src[..., 1] >= 0) & (src[..., 1] <= img_hw[0] - 1)
-             & (prev[..., 0] >= 0) & (prev[..., 0] <= w - 1) & (prev[..., 1] >= 0) & (prev[..., 1] <= h - 1))
-    return flow, valid.astype(np.float32)
-
-
-def _jitter_reference(rng, rgb):
-    """Mild exposure (L gain/offset) and saturation (ab gain) jitter of a reference, in CIELAB."""
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    lab[..., 0] = lab[..., 0] * rng.uniform(0.9, 1.1) + rng.uniform(-5, 5)
-    lab[..., 1:] *= rng.uniform(0.9, 1.1)
-    lab[..., 0] = np.clip(lab[..., 0], 0, 100)
-    out = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
-    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _rotate(rng, img, max_deg=5.0):
-    ang = rng.uniform(-max_deg, max_deg)
-    h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), ang, 1.0 + abs(np.sin(np.radians(ang))) * 0.6)
-    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -277,8 +188,8 @@ class ClipDataset(Dataset):
         idx, r = plan_pair(rng, seq.num_frames, t_len, spec.ref_gap_min, spec.ref_gap_max, spec.ref_first_prob)
         canon = seq.read(idx + [r] if read_ref else idx, size, self.frame_cache)
         chw = canon[idx[0]].shape[:2]
-        scaled, offset, flip = _crop_params(rng, chw, crop, self.spec.zoom)
-        frames = [_apply_image(canon[i], scaled, offset, flip, crop) for i in idx]
+        scaled, offset, flip = crop_params(rng, chw, crop, self.spec.zoom)
+        frames = [apply_image(canon[i], scaled, offset, flip, crop) for i in idx]
         flows, masks = [], []
         for t in range(1, t_len):
             a, b = idx[t], idx[t - 1]
@@ -288,7 +199,7 @@ class ClipDataset(Dataset):
                 f = self._flow(seq, canon[a], canon[b], (a, b))
                 back = self._flow(seq, canon[b], canon[a], (b, a))
                 m = occlusion_mask(f, back)
-            f, m = _apply_flow(f, m, chw, scaled, offset, flip, crop)
+            f, m = apply_flow(f, m, chw, scaled, offset, flip, crop)
             flows.append(f)
             masks.append(m)
         own = lambda: canon[r] if r in canon else seq.read([r], size, self.frame_cache)[r]  # noqa: E731
@@ -304,20 +215,20 @@ class ClipDataset(Dataset):
         size = self.spec.crop or full
         img = seq.read([0], full)[0]
         img = to_canonical(img, (int(full[0] * 1.6), int(full[1] * 1.6)))  # room for the camera to move
-        mats = _still_path(rng, img.shape[:2], full, t_len)
+        mats = still_path(rng, img.shape[:2], full, t_len)
         if size != full:  # a crop of the full view: shift the output origin
             y0, x0 = int(rng.integers(0, full[0] - size[0] + 1)), int(rng.integers(0, full[1] - size[1] + 1))
             mats = [m @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]]) for m in mats]
-        frames = [_render_still(img, m, size) for m in mats]
+        frames = [render_still(img, m, size) for m in mats]
         if rng.random() < 0.5:
             frames, mats = [np.ascontiguousarray(f[:, ::-1]) for f in frames], [m @ np.array([[-1, 0, size[1] - 1], [0, 1, 0], [0, 0, 1]]) for m in mats]
         flows, masks = [], []
         for t in range(1, t_len):
-            f, m = _still_flow(mats[t], mats[t - 1], img.shape[:2], size)
+            f, m = still_flow(mats[t], mats[t - 1], img.shape[:2], size)
             flows.append(f)
             masks.append(m)
         # the reference: the photo itself (first_prob) or an independent view of it
-        own = img if rng.random() < self.spec.ref_first_prob else _render_still(img, _still_path(rng, img.shape[:2], full, 1)[0], full)
+        own = img if rng.random() < self.spec.ref_first_prob else render_still(img, still_path(rng, img.shape[:2], full, 1)[0], full)
         return frames, flows, masks, lambda: own, -1
 
     def _foreign_frame(self, seq_idx: int, rng) -> np.ndarray | None:
@@ -338,16 +249,16 @@ class ClipDataset(Dataset):
         """The reference of a sample from its canonical source frame: own crop / zoom / flip, a small
         rotation half the time, mild exposure and saturation jitter."""
         spec, size = self.spec, self.spec.size
-        src = _rotate(rng, src) if rng.random() < 0.5 else src
-        scaled, offset, flip = _crop_params(rng, src.shape[:2], size, spec.zoom)
-        ref = _apply_image(src, scaled, offset, flip, size, cv2.INTER_AREA if scaled[0] < src.shape[0] else cv2.INTER_LINEAR)
-        return _jitter_reference(rng, ref)
+        src = rotate(rng, src) if rng.random() < 0.5 else src
+        scaled, offset, flip = crop_params(rng, src.shape[:2], size, spec.zoom)
+        ref = apply_image(src, scaled, offset, flip, size, cv2.INTER_AREA if scaled[0] < src.shape[0] else cv2.INTER_LINEAR)
+        return jitter_reference(rng, ref)
 
     def _any_frame(self, seq: Sequence, rng) -> np.ndarray:
         size = self.spec.size
         if seq.kind == "still":
             img = to_canonical(seq.read([0], size)[0], (int(size[0] * 1.6), int(size[1] * 1.6)))
-            return _render_still(img, _still_path(rng, img.shape[:2], size, 1)[0], size)
+            return render_still(img, still_path(rng, img.shape[:2], size, 1)[0], size)
         i = int(rng.integers(seq.num_frames))
         return seq.read([i], size, self.frame_cache)[i]
 

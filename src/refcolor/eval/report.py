@@ -120,19 +120,36 @@ def markdown(summary: dict) -> str:
     """results.md: the Table-1-style mean table, component tables, per-sequence tables, speed table, warnings."""
     from .components import markdown as components_markdown
 
-    cfg, mean, seqs = summary["config"], summary["mean"], summary["sequences"]
-    notes = Footnotes()
-    evaluated = {k: v for k, v in seqs.items() if "skipped" not in v}
+    notes = Footnotes()  # filled in the order the sections are written
+    evaluated = {k: v for k, v in summary["sequences"].items() if "skipped" not in v}
+    out = _md_header(summary, evaluated) + _md_means(summary, evaluated, notes) + components_markdown(summary)
+    out += _md_per_sequence(summary, evaluated, notes) + _md_speed(summary) + _md_run_time(summary, notes)
+    out += _md_ablations_and_warnings(summary)
+    if notes.reasons:
+        out += ["## Not available", ""] + notes.lines() + [""]
+    out += ["## Files", "", "`report.json` (everything, per sequence and per frame), `results.csv`, `bars.png`, "
+            "`psnr_over_time.png` and `psnr_time/<seq>.png`, `grids/<seq>.png` (gray | reference | methods | "
+            "ground truth at the first, middle and last frame).", ""]
+    return "\n".join(out)
+
+
+def _md_header(summary: dict, evaluated: dict) -> list[str]:
+    cfg, seqs = summary["config"], summary["sequences"]
     frames = sum(v["frames"] for v in evaluated.values())
     out = ["# refcolor evaluation", ""]
     if summary.get("command"):
         out += ["```", summary["command"], "```", ""]
-    out += [f"- data: `{cfg['data']}`: {len(evaluated)} sequences evaluated, {len(seqs) - len(evaluated)} skipped, {frames} frames",
-            f"- working size {cfg['size'][0]}x{cfg['size'][1]} (area resampling); input = CIELAB L; reference = {cfg['reference']}",
-            f"- flow for WE: {summary['flow']}; device: {summary['device']}",
-            "- means over frames, then over sequences; WE x1000; CDC = JS divergence of RGB histograms of frames t "
-            "and t+k, k = 1, 2, 4 (Liu et al.); FID over all frames of the dataset", ""]
-    out += ["## Mean over sequences", ""]
+    return out + [
+        f"- data: `{cfg['data']}`: {len(evaluated)} sequences evaluated, {len(seqs) - len(evaluated)} skipped, {frames} frames",
+        f"- working size {cfg['size'][0]}x{cfg['size'][1]} (area resampling); input = CIELAB L; reference = {cfg['reference']}",
+        f"- flow for WE: {summary['flow']}; device: {summary['device']}",
+        "- means over frames, then over sequences; WE x1000; CDC = JS divergence of RGB histograms of frames t "
+        "and t+k, k = 1, 2, 4 (Liu et al.); FID over all frames of the dataset", ""]
+
+
+def _md_means(summary: dict, evaluated: dict, notes: Footnotes) -> list[str]:
+    mean = summary["mean"]
+    out = ["## Mean over sequences", ""]
     header = ["method"] + [f"{m} {arrow}" for m, arrow, _ in TABLE_METRICS]
     rows = [[name] + [fmt(mean[name].get(m), d, notes) for m, _, d in TABLE_METRICS] for name in summary["rows"]]
     out += _table(header, rows) + [""]
@@ -140,23 +157,36 @@ def markdown(summary: dict) -> str:
                if n != "ground truth" and mean[n].get("sequences", len(evaluated)) < len(evaluated)]
     if partial:
         out += ["Means over fewer sequences: " + ", ".join(partial) + ".", ""]
-    out += components_markdown(summary)
+    return out
+
+
+def _md_per_sequence(summary: dict, evaluated: dict, notes: Footnotes) -> list[str]:
+    out = []
     for metric in ("PSNR", "COLOR", "WE", "CDC"):
         out += [f"## {metric} per sequence", ""]
         header = ["sequence", "frames"] + summary["rows"]
         rows = [[k, str(v["frames"])] + [fmt(v["methods"].get(n, {}).get("metrics", {}).get(metric), DIGITS[metric], notes)
                                          for n in summary["rows"]] for k, v in evaluated.items()]
         out += _table(header, rows) + [""]
-    speed = summary.get("speed", {}).get("rows") or []
-    if speed:
-        first = speed[0]
-        out += ["## Speed (paper Table 3)", "",
-                f"Seconds per frame (DUR) at {cfg['size'][0]}x{cfg['size'][1]} on {summary['device']}, "
-                f"first {first['frames']} frames of `{summary['speed']['sequence']}`, after a warm-up block; "
-                "PSNR and COLOR on that clip.", ""]
-        out += _table(["method", "N", "DUR (s/frame) ↓", "PSNR ↑", "COLOR ↑"],
-                      [[r["method"], str(r["N"]), fmt(r["DUR"], 4), fmt(r["PSNR"], 2), fmt(r["COLOR"], 2)] for r in speed]) + [""]
-    out += ["## Run time of the main evaluation", ""]
+    return out
+
+
+def _md_speed(summary: dict) -> list[str]:
+    cfg, speed = summary["config"], summary.get("speed", {}).get("rows") or []
+    if not speed:
+        return []
+    first = speed[0]
+    out = ["## Speed (paper Table 3)", "",
+           f"Seconds per frame (DUR) at {cfg['size'][0]}x{cfg['size'][1]} on {summary['device']}, "
+           f"first {first['frames']} frames of `{summary['speed']['sequence']}`, after a warm-up block; "
+           "PSNR and COLOR on that clip.", ""]
+    return out + _table(["method", "N", "DUR (s/frame) ↓", "PSNR ↑", "COLOR ↑"],
+                        [[r["method"], str(r["N"]), fmt(r["DUR"], 4), fmt(r["PSNR"], 2), fmt(r["COLOR"], 2)] for r in speed]) + [""]
+
+
+def _md_run_time(summary: dict, notes: Footnotes) -> list[str]:
+    mean = summary["mean"]
+    out = ["## Run time of the main evaluation", ""]
     out += _table(["method", "s/frame (colorization only)"],
                   [[n, fmt(mean[n].get("seconds_per_frame"), 4, notes)] for n in summary["rows"] if n != "ground truth"]) + [""]
     timing = summary.get("timing_seconds") or {}
@@ -164,21 +194,21 @@ def markdown(summary: dict) -> str:
         total = summary.get("wall_seconds")
         out += [f"Where the time went (seconds{f', of {total:.0f} s in all' if total else ''}): "
                 + ", ".join(f"{k} {v:.0f}" for k, v in sorted(timing.items(), key=lambda kv: -kv[1])) + ".", ""]
+    return out
+
+
+def _md_ablations_and_warnings(summary: dict) -> list[str]:
+    out = []
     flagged = [m for m in summary["methods"] if "flags" in m]
     if flagged:
         out += ["## Ablation checkpoints", ""]
         out += _table(["label", "checkpoint", "use_transformer", "use_linkage", "double_head"],
                       [[m["name"], f"`{m['spec']}`"] + [str(m["flags"][k]) for k in ("use_transformer", "use_linkage", "double_head")]
                        for m in flagged]) + [""]
-    skipped = {k: v["skipped"] for k, v in seqs.items() if "skipped" in v}
+    skipped = {k: v["skipped"] for k, v in summary["sequences"].items() if "skipped" in v}
     if summary.get("warnings") or skipped:
         out += ["## Warnings", ""] + [f"- {w}" for w in summary.get("warnings", [])] + [""]
-    if notes.reasons:
-        out += ["## Not available", ""] + notes.lines() + [""]
-    out += ["## Files", "", "`report.json` (everything, per sequence and per frame), `results.csv`, `bars.png`, "
-            "`psnr_over_time.png` and `psnr_time/<seq>.png`, `grids/<seq>.png` (gray | reference | methods | "
-            "ground truth at the first, middle and last frame).", ""]
-    return "\n".join(out)
+    return out
 
 
 def _csv(summary: dict) -> str:

@@ -52,52 +52,62 @@ def mux_with_audio(video_path: Path, audio_path: Path, out_path: Path, fmt: str,
             av.open(str(out_path), mode="w", format=fmt) as out:
         vs = vin.streams.video[0]
         vout = out.add_stream_from_template(vs)
-        plans = {}  # input audio stream index -> (output stream, re-encode?)
-        for a in ain.streams.audio:
-            name = a.codec_context.name if a.codec_context is not None else ""
-            if not name:
-                continue
-            if _can_copy(name, fmt, out):
-                plans[a.index] = (out.add_stream_from_template(a), False)
-            else:
-                enc = "libopus" if fmt == "webm" else "aac"
-                rate = a.codec_context.sample_rate or 48000
-                if enc == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-                    rate = 48000
-                o = out.add_stream(enc, rate=rate)
-                layout = a.codec_context.layout
-                o.codec_context.layout = layout if layout.nb_channels <= 8 else "stereo"
-                o.bit_rate = 128000 * min(2, layout.nb_channels or 2)
-                plans[a.index] = (o, True)
+        plans = _plan_audio(ain, out, fmt)
         audio_in = [a for a in ain.streams.audio if a.index in plans]
         merged = heapq.merge(_timed(vin.demux(vs), 0), _timed(ain.demux(*audio_in), 1) if audio_in else iter(()))
         for t, tag, _, packet in merged:
             if tag == 0:
                 packet.stream = vout
                 out.mux(packet)
-                continue
-            o, reencode = plans[packet.stream.index]
-            if t - origin >= end and packet.size:
-                continue  # audio beyond the end of the video
-            if origin and packet.time_base:
-                shift = round(origin / packet.time_base)
-                if packet.pts is not None:
-                    packet.pts -= shift
-                if packet.dts is not None:
-                    packet.dts -= shift
-            if not reencode:
-                packet.stream = o
-                out.mux(packet)
-                continue
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                continue  # a broken audio packet is dropped, not fatal
-            for frame in frames:
-                out.mux(o.encode(frame))
+            elif t - origin < end or not packet.size:  # audio beyond the end of the video is dropped
+                _mux_audio(av, out, packet, plans[packet.stream.index], origin)
         for a in audio_in:
             o, reencode = plans[a.index]
             if reencode:
                 for frame in a.codec_context.decode(None):
                     out.mux(o.encode(frame))
                 out.mux(o.encode(None))
+
+
+def _plan_audio(ain, out, fmt: str) -> dict:
+    """Input audio stream index -> (output stream, re-encode?): copied where ``_can_copy``, else
+    AAC (Opus for webm) at the input's rate and layout (at most 8 channels, else stereo)."""
+    plans = {}
+    for a in ain.streams.audio:
+        name = a.codec_context.name if a.codec_context is not None else ""
+        if not name:
+            continue
+        if _can_copy(name, fmt, out):
+            plans[a.index] = (out.add_stream_from_template(a), False)
+            continue
+        enc = "libopus" if fmt == "webm" else "aac"
+        rate = a.codec_context.sample_rate or 48000
+        if enc == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+            rate = 48000
+        o = out.add_stream(enc, rate=rate)
+        layout = a.codec_context.layout
+        o.codec_context.layout = layout if layout.nb_channels <= 8 else "stereo"
+        o.bit_rate = 128000 * min(2, layout.nb_channels or 2)
+        plans[a.index] = (o, True)
+    return plans
+
+
+def _mux_audio(av, out, packet, plan: tuple, origin: float) -> None:
+    """One audio packet shifted by ``-origin`` seconds, copied or decoded and re-encoded."""
+    o, reencode = plan
+    if origin and packet.time_base:
+        shift = round(origin / packet.time_base)
+        if packet.pts is not None:
+            packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+    if not reencode:
+        packet.stream = o
+        out.mux(packet)
+        return
+    try:
+        frames = packet.decode()
+    except av.error.FFmpegError:
+        return  # a broken audio packet is dropped, not fatal
+    for frame in frames:
+        out.mux(o.encode(frame))

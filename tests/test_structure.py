@@ -1,10 +1,11 @@
 """The package's structure (issue 17), read from the source with ``ast``: no import cycle between
-refcolor modules (imports inside functions count too), no private name taken from another refcolor
-module, ``torch.load`` only in the weights door and the training state, PyAV only in the video I/O
-modules."""
+refcolor modules (imports inside functions count too), imports only in the directions of the layer
+table of docs/ARCHITECTURE.md, no private name taken from another refcolor module, ``torch.load``
+only in the weights door and the training state, PyAV only in the video I/O modules."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,24 @@ PACKAGE = SRC / "refcolor"
 TORCH_LOAD_MODULES = {"refcolor.hub", "refcolor.train.state"}
 #: Modules that may import PyAV: reading, writing and muxing videos.
 AV_MODULES = {"refcolor.video", "refcolor.video_write", "refcolor.audio_mux", "refcolor.video_join"}
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md"
+_BELOW_EVAL = ("leaves", "basics", "video I/O", "network", "library", "inference", "pipeline")
+#: The layers of docs/ARCHITECTURE.md ("Layout and import direction"), bottom up, and the layers
+#: each may import besides its own. Which modules each layer holds is read from that table.
+LAYER_RULES = {
+    "leaves": (),
+    "basics": ("leaves",),
+    "video I/O": ("leaves",),
+    "network": ("leaves", "basics"),
+    "library": ("leaves", "basics", "video I/O", "network"),
+    "inference": ("leaves", "basics", "video I/O", "network", "library"),
+    "pipeline": ("leaves", "basics", "video I/O", "network", "library", "inference"),
+    "evaluation": _BELOW_EVAL,
+    "training": _BELOW_EVAL,  # and from evaluation only LAYER_EXCEPTIONS
+    "front ends": (*_BELOW_EVAL, "evaluation", "training"),
+}
+#: Single modules a layer may import from a layer its rule leaves out.
+LAYER_EXCEPTIONS = {"training": {"refcolor.eval.metrics"}}
 
 
 def _module_name(path: Path) -> str:
@@ -130,6 +149,66 @@ def test_evaluation_never_imports_training():
             seen.add(m)
             todo += graph[m]
     assert sorted(m for m in seen if m.startswith("refcolor.train")) == []
+
+
+def _doc_layers() -> list[tuple[str, set[str]]]:
+    """(layer, modules) rows of the layer table of docs/ARCHITECTURE.md, in its order."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    lines = text[text.index("| layer | modules | may import |"):].split("\n\n", 1)[0].splitlines()[2:]
+    rows = []
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows.append((cells[0], {m.rstrip("/") for m in re.findall(r"`([^`]+)`", cells[1])}))
+    return rows
+
+
+def _top(name: str) -> str:
+    """A module's name in the layer table: refcolor.eval.runner -> eval, refcolor -> __init__."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer_violations(graph: dict[str, set[str]], rows: list[tuple[str, set[str]]]) -> list[str]:
+    layer_of = {module: layer for layer, modules in rows for module in modules}
+    found = []
+    for a in sorted(graph):
+        la = layer_of[_top(a)]
+        for b in sorted(graph[a]):
+            lb = layer_of[_top(b)]
+            if lb != la and lb not in LAYER_RULES[la] and b not in LAYER_EXCEPTIONS.get(la, ()):
+                found.append(f"{a} ({la}) imports {b} ({lb})")
+    return found
+
+
+def test_every_module_is_in_one_layer_of_the_architecture_table():
+    rows = _doc_layers()
+    assert [layer for layer, _ in rows] == list(LAYER_RULES)
+    placed = [m for _, modules in rows for m in modules]
+    assert sorted(m for m in set(placed) if placed.count(m) > 1) == []
+    assert sorted({_top(m) for m in MODULES} - set(placed)) == []  # a new module needs its row
+    assert sorted(set(placed) - {_top(m) for m in MODULES}) == []  # and a row names no module that is gone
+
+
+def test_imports_follow_the_layers_of_the_architecture_table():
+    assert _layer_violations(_graph(), _doc_layers()) == []
+
+
+@pytest.mark.parametrize("importer, imported, allowed", [
+    ("refcolor.eval.runner", "refcolor.train.sources", False),
+    ("refcolor.models.network", "refcolor.video", False),
+    ("refcolor.models.warp", "refcolor.checkpoint", False),
+    ("refcolor.models.backbones", "refcolor.app.ui", False),
+    ("refcolor.train.data", "refcolor.eval.runner", False),
+    ("refcolor.video", "refcolor.config", False),
+    ("refcolor.errors", "refcolor.text", True),
+    ("refcolor.errors", "refcolor.video", False),
+    ("refcolor.inference", "refcolor.pipeline", False),
+    ("refcolor.train.validate", "refcolor.eval.metrics", True),
+    ("refcolor.cli", "refcolor.train.command", True),
+    ("refcolor.shots", "refcolor.models.backbones", True),
+])
+def test_the_layer_check(importer, imported, allowed):
+    assert (_layer_violations({importer: {imported}, imported: set()}, _doc_layers()) == []) is allowed
 
 
 def test_the_streaming_memory_is_changed_only_by_its_owner():

@@ -22,8 +22,10 @@ def _restore_torch_state():
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
     # the trainer and `refcolor evaluate` flush denormals (cpu_math.py); the flag is per-thread CPU
-    # state that OpenMP workers created earlier do not share, so it must not leak into later tests
-    torch.set_flush_denormal(False)
+    # state, so it is turned off on this thread and its OpenMP workers alike before the next test
+    from refcolor.cpu_math import set_flush_denormal_everywhere
+
+    set_flush_denormal_everywhere(False)
 
 
 def make_video(path: Path, *, n: int = 12, width: int = 64, height: int = 48, fps=25,

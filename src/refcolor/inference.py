@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from .color import AB_SCALE, as_rgb_uint8, normalize_lab, rgb_to_lab, uint8_to_tensor
 from .config import round_size
 from .convert import luminance, to_rgb_uint8
+from .cpu_math import denormals_flushed
 from .errors import RefcolorError
 
 DEFAULT_ROWS = 216
@@ -69,7 +70,9 @@ class Colorizer:
     Speed options (docs/PERFORMANCE.md): ``backend="onnx"`` runs the network's ``step`` in ONNX
     Runtime (CPU; faster here); ``compile`` wraps it in ``torch.compile`` (a slow first block
     per block shape, then faster); ``amp`` ("bf16" or "fp16", CUDA only) runs it under autocast. ``timings`` adds up the seconds spent per stage
-    (to_lab, model, to_rgb).
+    (to_lab, model, to_rgb). ``flush_denormals`` (on by default with the PyTorch backend on the
+    CPU): the network runs with denormal floats flushed to zero on the calling thread and all its
+    intra-op threads, set back after each block (cpu_math.py: same output, faster softmax).
     """
 
     reference_fit = "height"  # how references are scaled: ``reference_size``'s ``fit``
@@ -112,6 +115,7 @@ class Colorizer:
         else:
             self._step = torch.compile(self.model.step) if compile else self.model.step
         self.timings = {"to_lab": 0.0, "model": 0.0, "to_rgb": 0.0}
+        self.flush_denormals = self.device.type == "cpu" and backend == "torch"
         self.size = size
         if size is not None:
             self._check_budget()  # a size that cannot run on this machine fails here, at once
@@ -202,7 +206,7 @@ class Colorizer:
         model_start = time.perf_counter()
         autocast = torch.autocast("cuda", dtype=self.amp) if self.amp is not None else contextlib.nullcontext()
         out = []
-        with autocast:
+        with autocast, denormals_flushed(self.flush_denormals):
             for first in range(0, len(batch), self.block_size):
                 block = l_work[first : first + self.block_size]
                 ab_n, self.memory = self._step(block[None], self._ref_state, self.memory)

@@ -32,7 +32,8 @@ def center_normalize(feat: Tensor) -> Tensor:
     return feat / feat.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
 
-def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024,
+                  block: int = 1 << 19) -> tuple[Tensor, Tensor]:
     """Eq. 2-3 for one head, bounded memory, always in fp32.
 
     query: B,N,K,P (centred + normalised per frame); key: B,K,Pr (reference, normalised);
@@ -40,11 +41,38 @@ def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor
     The correlation of one frame is built ``chunk`` rows at a time (1024: 1.09-1.15x faster than
     4096 at 216x384 with identical output, docs/PERFORMANCE.md; the rows stay in cache): peak extra memory is
     B*chunk*Pr floats, independent of N and of the video's length.
+    Without autograd (inference: no input requires a gradient, or grad mode is off; not while
+    traced for ONNX or compiled) the rows come in smaller chunks of about ``block`` logits (512 Ki
+    floats, 2 MiB: 101 rows of a 216x384 reference, which stay in cache from the correlation
+    through the softmax to the aggregation), as plain matrix products written into the output,
+    never the whole P x Pr matrix; the result equals the autograd path's to float rounding
+    (tests/models/test_nonlocal_chunked.py) and the network is faster (docs/PERFORMANCE.md).
     Under autocast the correlation and softmax still run in fp32: at tau = 0.01 the logits span
     about +-100 and bf16 puts errors of 0.2-0.4 on them (Quality issue).
     """
     with torch.autocast(query.device.type, enabled=False):
-        return _warp_fp32(query.float(), key.float(), value.float(), tau)
+        query, key, value = query.float(), key.float(), value.float()
+        if isinstance(tau, Tensor):
+            tau = tau.float()
+        grads = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in (query, key, value, tau))
+        if grads or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            # training: the autograd path as it was; ONNX export and torch.compile keep it too
+            # (their graphs would unroll the small chunks' loop)
+            return _warp_fp32(query, key, value, tau, chunk)
+        b, n, _, p = query.shape
+        rows = max(1, min(chunk, block // key.shape[-1]))
+        warped = query.new_empty(b, n, value.shape[1], p)
+        similarity = query.new_empty(b, n, 1, p)
+        for i in range(n):
+            q_t = query[:, i].transpose(1, 2).contiguous()  # B,P,K
+            for start in range(0, p, rows):
+                end = min(start + rows, p)
+                corr = torch.bmm(q_t[:, start:end], key)  # B,p,Pr: Eq. 1 (cosine of centred features)
+                similarity[:, i, 0, start:end] = corr.amax(dim=-1)  # Eq. 3
+                logits = corr.div_(tau) if isinstance(tau, Tensor) else corr.mul_(1.0 / tau)  # in place
+                attn = torch.softmax(logits, dim=-1)  # Eq. 2
+                warped[:, i, :, start:end] = torch.bmm(value, attn.transpose(1, 2))  # B,C,p: Eq. 2's sum
+        return warped, similarity
 
 
 def _warp_fp32(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:

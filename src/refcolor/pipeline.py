@@ -248,6 +248,8 @@ def _finish_output(run: _Run, output: Path, audio_from: Path | None) -> None:
 
 def _file_identity(model) -> list | None:
     """Size and mtime of a checkpoint file: one retrained at the same path is another model (resume)."""
+    if not isinstance(model, (str, Path)):  # a model object (the API, benchmarks): no file
+        return None
     path = Path(str(model))
     if not path.is_file():
         return None

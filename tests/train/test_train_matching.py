@@ -35,3 +35,21 @@ def test_pairs_are_apart_and_never_the_same_frame():
     assert max(gaps) >= 35  # gaps reach across the whole sequence
     r, t = sample_pair(rng, n=2, stride=2, gap_min=5)  # too short for the gap: still two frames
     assert r != t
+
+
+def test_optimizer_gives_tau_its_own_rate_and_only_trains_the_key_path():
+    from refcolor.train.matching import TRAINED, MatchingConfig, matching_optimizer
+
+    net = build_model(get_config("lite", pretrained=False))
+    cfg = MatchingConfig(init_from="", lr=1e-3, lr_scalars=3e-2, lr_tau=3e-4)
+    opt = matching_optimizer(net, cfg)
+    names = {id(p): n for n, p in net.named_parameters()}
+    by_lr = {g["lr"]: sorted(names[id(p)] for p in g["params"]) for g in opt.param_groups}
+    assert by_lr[3e-4] == ["correspondence.tau_logit"]
+    assert by_lr[3e-2] == ["correspondence.key_mix_logit"]
+    assert by_lr[1e-3] and all(n.startswith("correspondence.key_proj.") for n in by_lr[1e-3])
+    trained = {n for group in by_lr.values() for n in group}
+    assert trained == {n for n in names.values() if n.startswith(TRAINED)}
+    # lr_tau < 0: tau shares the scalars' rate
+    opt = matching_optimizer(net, MatchingConfig(init_from="", lr_scalars=3e-2))
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 3e-2, 3e-2]

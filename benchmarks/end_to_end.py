@@ -18,7 +18,11 @@ Per preset, in one process:
 * ``before`` (``--before``, 1080p): the code before the speed work, i.e. kornia on whole blocks,
   no threads (the old conversions patched back in);
 * ``onnx`` (``--onnx``): as ``threaded`` with ``backend="onnx"`` (its graphs exported before,
-  on the first frames: the export is a one-off per process, not per video).
+  on the first frames: the export is a one-off per process, not per video);
+* ``prev`` (``--previous``): as ``threaded`` with issue 18's two network changes undone: denormals
+  kept (no ``cpu_math.denormals_flushed``) and ``nonlocal_warp``'s former inference path (1024-row
+  chunks through the autograd code), patched back in; run first and again last at each input, so
+  that a drifting load on a shared machine shows as the spread of the two.
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
 them. Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
@@ -52,7 +56,9 @@ def model_only(model, video: Path, reference: np.ndarray, size, block: int) -> f
         frames = np.stack([f.rgb for f in source])
     from refcolor.convert import luminance
 
-    with torch.inference_mode():
+    from refcolor.cpu_math import denormals_flushed
+
+    with torch.inference_mode(), denormals_flushed(c.flush_denormals):  # as Colorizer runs it
         l_work = F.interpolate(luminance(frames, torch.device("cpu")), size=size, mode="area") / 50.0 - 1.0
         memory = model.init_memory()
         start = time.perf_counter()
@@ -93,14 +99,35 @@ def legacy_conversions():
     return lambda: setattr(inf, "luminance", saved[0]) or setattr(inf, "to_rgb_uint8", saved[1])
 
 
+def previous_network():
+    """The network as before issue 18: no denormal flush, ``nonlocal_warp``'s former inference path."""
+    import contextlib
+
+    import refcolor.inference as inf
+    import refcolor.models.network as network
+    import refcolor.models.warp as warp
+    from refcolor.models.correspondence import _warp_fp32
+
+    def old_warp(query, key, value, tau):
+        return _warp_fp32(query.float(), key.float(), value.float(), tau)
+
+    saved = inf.denormals_flushed, warp.nonlocal_warp, network.nonlocal_warp
+    inf.denormals_flushed = lambda enabled=True: contextlib.nullcontext(False)
+    warp.nonlocal_warp = network.nonlocal_warp = old_warp
+
+    def restore():
+        inf.denormals_flushed, warp.nonlocal_warp, network.nonlocal_warp = saved
+    return restore
+
+
 def run(model, video, ref_path, out, size, block, mode) -> dict:
     from refcolor.pipeline import colorize
 
-    restore = legacy_conversions() if mode == "before" else None
+    restore = legacy_conversions() if mode == "before" else previous_network() if mode == "prev" else None
     try:
         start, cpu = time.perf_counter(), time.process_time()
         result = colorize(video, ref_path, out, model=model, size=size, block_size=block, device="cpu",
-                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx")),
+                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev")),
                           backend="onnx" if mode == "onnx" else "torch")
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
@@ -154,6 +181,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--before", action="store_true", help="also time the code before the speed work at 1080p")
     parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime backend")
+    parser.add_argument("--previous", action="store_true", help="also time threaded with issue 18's network changes undone")
     parser.add_argument("--name", default="end_to_end", help="basename of the result files in benchmarks/results/")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -178,7 +206,8 @@ def main() -> None:
                 print(f"{preset}: ONNX export {export_onnx(model, videos[min(args.inputs)], reference, size, args.block):.0f} s",
                       flush=True)
             for res in args.inputs:
-                modes = ["serial", "threaded"] + (["onnx"] if args.onnx else []) + (["before"] if args.before and res == 1080 else [])
+                modes = (["prev"] if args.previous else []) + ["serial", "threaded"] + (["onnx"] if args.onnx else []) \
+                    + (["before"] if args.before and res == 1080 else []) + (["prev"] if args.previous else [])
                 for mode in modes:
                     r = run(model, videos[res], ref_path, tmp / "out.mp4", size, args.block, mode)
                     r.update(preset=preset, input=res, mode=mode, size=args.size, model_only_s=base)

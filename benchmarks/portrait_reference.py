@@ -18,8 +18,9 @@ reads only their L). One torch thread. Writes benchmarks/results/portrait_refere
 Why the portrait loses (``--why``, the default; ``--fits`` adds the two older encodings): the gap
 whole -> shipped is split into steps, each one reference between the two:
   restricted  frame 0 encoded whole, but only the keys and chroma of positions inside the column
-              kept (cell centre in columns 131-252, on each head's grid): the same features, with
-              the whole frame's context, but only the column's information. whole -> restricted
+              kept (cell centre in columns 131-252, on each head's grid), and the column's lab as the
+              colorization subnet's input: the same features, with the whole frame's context, but
+              only the column's information. whole -> restricted
               is what the column does not hold (no reference handling can recover it);
   centred     the same features centred over the column's positions instead of the frame's
               (``center_normalize`` patched, benchmark only): the normalisation statistics;
@@ -144,7 +145,10 @@ def restricted_state(model, frame0: np.ndarray, cols: slice, centre: str):
                 state = model.encode_reference(lab)
     ab = [a[..., column_positions(grid_of(a.shape[-1]), cols)] for a in state.ab]
     keys = state.keys if centre == "column" else [k[..., column_positions(grid_of(k.shape[-1]), cols)] for k in state.keys]
-    return RefState(keys=keys, ab=ab, lab=state.lab)
+    # the colorization subnet's lab input (lite, paper): the column's, as refcolor resizes a narrow
+    # reference's lab to the frames' shape, so that no step holds colours from outside the column
+    column_lab = F.interpolate(lab[..., 132:252], size=(H, W), mode="area")
+    return RefState(keys=keys, ab=ab, lab=column_lab)
 
 
 def padded_state(model, portrait: np.ndarray, left: int = 128):

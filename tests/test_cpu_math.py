@@ -80,3 +80,16 @@ def test_colorizer_runs_the_network_flushed_on_every_thread_and_sets_it_back():
     with denormals_flushed():  # a caller that flushes keeps flushing
         c.step(gray)
         assert _flushed_parts() == [True] * 4
+
+
+def test_without_a_way_to_reach_the_workers_nothing_is_mixed_and_the_callers_flag_is_kept(monkeypatch):
+    import refcolor.cpu_math as cpu_math
+
+    monkeypatch.setattr(cpu_math, "_share_fp_env", lambda: None)  # another OpenMP runtime, say
+    torch.set_num_threads(2)
+    assert not cpu_math.set_flush_denormal_everywhere(True)
+    assert not cpu_math.flushing()  # off rather than set on this thread only
+    torch.set_flush_denormal(True)  # a caller that flushes its own thread
+    with cpu_math.denormals_flushed() as on:
+        assert not on
+    assert cpu_math.flushing()

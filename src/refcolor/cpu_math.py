@@ -76,6 +76,8 @@ def denormals_flushed(enabled: bool = True) -> Iterator[bool]:
     finally:
         if on and not before:
             set_flush_denormal_everywhere(False)
+        elif before and not on:  # the workers could not be reached: give the caller its own flag back
+            torch.set_flush_denormal(True)
 
 
 def _share_fp_env() -> Callable[[int], None] | None:

@@ -214,3 +214,20 @@ def test_a_segmented_output_joins_in_every_container(suffix, tmp_path):
     assert [f.pts for f in frames_b] == [f.pts for f in frames_a]
     assert len({f.pts for f in frames_b}) == 14
     assert not (tmp_path / f".joined{suffix}.refcolor-work").exists()
+
+
+def test_work_folder_saves_a_memory_of_several_tensors(tmp_path):
+    """Propagation's memory is a dict of tensors (models/network.py); resume saves and reads it."""
+    import torch
+
+    from refcolor.resume import WorkFolder
+
+    out = tmp_path / "out.mp4"
+    work = WorkFolder(out, "sig")
+    work.start()
+    seg = work.segment_path(".mp4")
+    seg.write_bytes(b"x")
+    memory = {"tokens": torch.rand(1, 4, 3), "keys": torch.rand(1, 5, 6), "ab": torch.rand(1, 2, 6)}
+    work.commit(seg, 0, 3, 0, "1/25", memory)
+    back = WorkFolder(out, "sig").load()
+    assert set(back) == set(memory) and all(torch.equal(back[k], memory[k]) for k in memory)

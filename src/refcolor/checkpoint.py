@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import PRESETS, ModelConfig
+from .config import PRESETS, WARP_PRESETS, ModelConfig
 from .errors import RefcolorError
 
 FORMAT = "refcolor-1"
@@ -85,10 +85,10 @@ def load_model(spec: str | Path = DEFAULT_MODEL, device: str | torch.device = "c
     from .models.backbones import build_backbone
 
     spec_str = str(resolve_default(spec))
-    if spec_str == "warp":
+    if spec_str in WARP_PRESETS:
         from .models.warp import build_warp_model
 
-        model = build_warp_model()
+        model = build_warp_model(spec_str)
     else:
         if spec_str in PRESETS:
             path = WEIGHTS_DIR / f"{spec_str}.safetensors"

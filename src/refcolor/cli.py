@@ -5,7 +5,7 @@ import argparse
 import sys
 import traceback
 
-from .config import PRESETS
+from .config import PRESETS, WARP_PRESETS
 from .errors import Interrupted, RefcolorError, cli_spelling
 from .eval import command as eval_command
 from .text import plural
@@ -59,7 +59,7 @@ def _add_colorize(sub) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-MODEL_NAMES = ("default", "warp", *PRESETS)  # what --model takes by name (checkpoint.load_model)
+MODEL_NAMES = ("default", *WARP_PRESETS, *PRESETS)  # what --model takes by name (checkpoint.load_model)
 
 
 def _set_torch_threads(n: int | None) -> None:

@@ -44,6 +44,9 @@ class ModelConfig:
     learn_tau: bool = False  # tau becomes a parameter, bounded to tau_range
     tau_range: tuple[float, float] = (0.005, 0.03)  # above ~0.03 colors wash out (QUALITY-NOTES)
     alpha: float = 0.75  # initial weight of the augmented head's parametric add
+    # addition (models/propagation.py): the previous block's last frame joins head 1's reference
+    # positions with its logits lowered by this margin (cosine units); < 0: off (the paper's model)
+    propagate_bias: float = -1.0
     num_res_blocks: int = 3
     num_ct_blocks: int = 3  # CNN-Transformer blocks augmenting R_high
     corr_heads: int = 6  # attention heads in the correspondence subnet
@@ -114,6 +117,11 @@ class ModelConfig:
                 data[key] = tuple(data[key])
         return ModelConfig().replace(**data)
 
+
+# The training-free warp's named variants (models/warp.py WarpConfig overrides). ``warp-prop``: the
+# previous block's last frame joins the reference (models/propagation.py), with the margin chosen
+# on held-out training sequences (docs/MODEL.md).
+WARP_PRESETS: dict[str, dict[str, Any]] = {"warp": {}, "warp-prop": {"propagate_bias": 0.05}}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},

@@ -155,7 +155,10 @@ class Colorizer:
 
     def restore_memory(self, memory) -> None:
         """Continue from the linkage memory an interrupted run saved (``resume``), or None."""
-        self.memory = None if memory is None else memory.to(self.device)
+        if isinstance(memory, dict):  # linkage tokens and/or what propagation lends (models/network.py)
+            self.memory = {k: v.to(self.device) for k, v in memory.items()}
+        else:
+            self.memory = None if memory is None else memory.to(self.device)
 
     @torch.inference_mode()
     def _encode_references(self) -> None:

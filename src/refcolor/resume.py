@@ -65,8 +65,8 @@ class WorkFolder:
         self.replaces = replaces
         self._write_state()
 
-    def load(self) -> torch.Tensor | None:
-        """Reads the state of an interrupted run; returns its linkage memory."""
+    def load(self) -> torch.Tensor | dict[str, torch.Tensor] | None:
+        """Reads the state of an interrupted run; returns the memory it saved (a tensor or a dict)."""
         try:
             state = json.loads((self.path / "state.json").read_text())
         except (OSError, ValueError):
@@ -77,7 +77,10 @@ class WorkFolder:
         self.replaces = bool(state.get("replaces", False))
         memory_file = self.path / "memory.safetensors"
         if state.get("memory") and self.segments:
-            return load_file(str(memory_file))["memory"]
+            saved = load_file(str(memory_file))
+            if "memory" in saved:
+                return saved["memory"]
+            return {k.removeprefix("memory."): v for k, v in saved.items()}  # a memory of several tensors
         return None
 
     def segment_path(self, suffix: str) -> Path:
@@ -87,7 +90,8 @@ class WorkFolder:
         """Records a finished segment and the memory after it (atomic: state written last)."""
         if memory is not None:
             tmp = self.path / ".memory.partial"
-            save_file({"memory": memory.detach().cpu().contiguous()}, str(tmp))
+            parts = {f"memory.{k}": v for k, v in memory.items()} if isinstance(memory, dict) else {"memory": memory}
+            save_file({k: v.detach().cpu().contiguous() for k, v in parts.items()}, str(tmp))
             os.replace(tmp, self.path / "memory.safetensors")
         tb = Fraction(time_base) if time_base is not None else None
         self.segments.append({"file": segment.name, "start": start, "frames": frames, "first_pts": first_pts,

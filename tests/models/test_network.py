@@ -11,6 +11,7 @@ FLAGS = [
     {"use_linkage": False},
     {"use_transformer": False, "use_linkage": False},
     {"double_head": False},
+    {"propagate_bias": 0.05},  # the previous block's last frame joins head 1 (models/propagation.py)
 ]
 H, W = 32, 48
 # ResNet-101 and 512-channel layers are heavy on 2 CPU cores: the paper preset runs smaller.

@@ -21,8 +21,12 @@ from .backbones import Backbone, build_backbone
 from .colorization import ColorizationSubnet
 from .correspondence import CorrespondenceSubnet, nonlocal_warp
 from .linkage import LinkageMemory
+from .propagation import Propagated, join, lend
 
-Memory = Tensor | None  # B,M,D linkage memory, None before the first block
+# What one block hands the next: None before the first block; the linkage memory B,M,D; or, with
+# ``propagate_bias`` >= 0, a dict of tensors: "tokens" (the linkage memory, when the model has one),
+# "keys" B,K,P and "ab" B,2,P (models/propagation.py). Plain tensors so that ``resume`` saves it.
+Memory = Tensor | dict[str, Tensor] | None
 
 
 @dataclass
@@ -142,15 +146,19 @@ class RefColorNet(nn.Module):
         check_size(h, w)
         if self.ablation.reset_memory:
             memory = None
+        tokens, lent = split_memory(memory)
         l = l_block.reshape(b * n, 1, h, w)
-        heads, ho, grid, sizes = self._features(l, memory, n)
+        heads, ho, grid, sizes = self._features(l, tokens, n)
         cs = self.cfg.color_scale  # the colorization subnet runs at (h, w) / cs
         hc, wc = h // cs, w // cs
         warped, similarity, guidance = [], [], []
         tau = self.correspondence.temperature()
         used = heads[:1] if self.ablation.no_head2 else heads
-        for q, k, v, (gh, gw) in zip(used, ref.keys, ref.ab, sizes):
-            wk, sk = nonlocal_warp(q.view(b, n, *q.shape[1:]), k, v, tau)
+        for i, (q, k, v, (gh, gw)) in enumerate(zip(used, ref.keys, ref.ab, sizes)):
+            q = q.view(b, n, *q.shape[1:])
+            if i == 0:  # head 1 also reads the previous block's last frame (propagation)
+                q, k, v = join(q, k, v, lent, self.cfg.propagate_bias)
+            wk, sk = nonlocal_warp(q, k, v, tau)
             wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
             warped.append(wk)
             similarity.append(sk)
@@ -170,7 +178,11 @@ class RefColorNet(nn.Module):
             ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         ab = ab.view(b, n, 2, h, w)
         if self.linkage is not None and ho is not None:
-            memory = self.linkage.write(memory, ho, grid)
+            tokens = self.linkage.write(tokens, ho, grid)
+        memory = tokens
+        if self.cfg.propagate_bias >= 0:
+            k1 = heads[0]
+            memory = join_memory(tokens, lend(k1.view(b, n, *k1.shape[1:]), ab, sizes[0]))
         return BlockOutput(ab=ab, warped=warped, similarity=similarity, memory=memory)
 
     def step(self, l_block: Tensor, ref: RefState, memory: Memory) -> tuple[Tensor, Memory]:
@@ -189,6 +201,20 @@ class RefColorNet(nn.Module):
             memory = out.memory
             outputs.append(out)
         return outputs
+
+
+def split_memory(memory: Memory) -> tuple[Tensor | None, Propagated | None]:
+    """Memory -> (linkage tokens, what propagation lends)."""
+    if not isinstance(memory, dict):
+        return memory, None
+    return memory.get("tokens"), Propagated(keys=memory["keys"], ab=memory["ab"])
+
+
+def join_memory(tokens: Tensor | None, lent: Propagated) -> dict[str, Tensor]:
+    out = {"keys": lent.keys, "ab": lent.ab}
+    if tokens is not None:
+        out["tokens"] = tokens
+    return out
 
 
 def build_model(cfg: ModelConfig) -> RefColorNet:

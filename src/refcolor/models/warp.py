@@ -15,16 +15,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..color import gray_rgb_from_l
-from ..config import check_size
+from ..config import WARP_PRESETS, check_size
 from .backbones import Backbone, build_backbone
 from .correspondence import center_normalize, nonlocal_warp
-from .network import Memory, RefState
+from .network import Memory, RefState, join_memory, split_memory
+from .propagation import join, lend
 
 
 @dataclass(frozen=True)
 class WarpConfig:
     preset: str = "warp"
     tau: float = 0.01
+    propagate_bias: float = -1.0  # >= 0: the previous block's last frame joins the reference (models/propagation.py)
 
 
 class WarpModel(nn.Module):
@@ -48,13 +50,19 @@ class WarpModel(nn.Module):
         return None
 
     def step(self, l_block: Tensor, ref: RefState, memory: Memory) -> tuple[Tensor, Memory]:
-        """l_block: B,N,1,H,W -> (ab B,N,2,H,W, memory unchanged: the warp has none)."""
+        """l_block: B,N,1,H,W -> (ab B,N,2,H,W, memory: None, or with ``propagate_bias`` >= 0 the
+        block's last frame for the next block)."""
         b, n, _, h, w = l_block.shape
         check_size(h, w)
         key, (gh, gw) = self.match_keys(l_block.reshape(b * n, 1, h, w))
-        warped, _ = nonlocal_warp(key.view(b, n, *key.shape[1:]), ref.keys[0], ref.ab[0], self.cfg.tau)
+        q = key.view(b, n, *key.shape[1:])
+        q, k, v = join(q, ref.keys[0], ref.ab[0], split_memory(memory)[1], self.cfg.propagate_bias)
+        warped, _ = nonlocal_warp(q, k, v, self.cfg.tau)
         ab = F.interpolate(warped.reshape(b * n, 2, gh, gw), size=(h, w), mode="bilinear", align_corners=False)
-        return ab.view(b, n, 2, h, w), memory
+        if self.cfg.propagate_bias < 0:
+            return ab.view(b, n, 2, h, w), memory
+        lent = lend(key.view(b, n, *key.shape[1:]), warped.view(b, n, 2, gh, gw), (gh, gw))
+        return ab.view(b, n, 2, h, w), join_memory(None, lent)
 
     def similarity(self, l_block: Tensor, ref: RefState) -> Tensor:
         """l_block: B,N,1,H,W -> S of Eq. 3 (best cosine match in the reference) B,N,1,h4,w4.
@@ -67,5 +75,6 @@ class WarpModel(nn.Module):
         return sim.view(b, n, 1, gh, gw)
 
 
-def build_warp_model() -> WarpModel:
-    return WarpModel(build_backbone("efficientnet_lite0", pretrained=True))
+def build_warp_model(name: str = "warp") -> WarpModel:
+    """A named variant of ``config.WARP_PRESETS`` (config overrides)."""
+    return WarpModel(build_backbone("efficientnet_lite0", pretrained=True), WarpConfig(preset=name, **WARP_PRESETS[name]))

@@ -253,7 +253,9 @@ class Trainer:
                    "chroma": cfg.w_chroma, "perc": cfg.w_perc, "adv": cfg.w_adv}
         total = sum(weights[k] * v for k, v in terms.items())
         if outs[-1].memory is not None:  # the last memory feeds no loss; a zero term keeps the graph
-            total = total + 0.0 * outs[-1].memory.float().sum()  # identical for DDP and one process
+            last = outs[-1].memory
+            parts = last.values() if isinstance(last, dict) else [last]
+            total = total + 0.0 * sum(t.float().sum() for t in parts)  # identical for DDP and one process
         return total, terms, extra
 
     @torch.no_grad()

@@ -1,7 +1,8 @@
 """Peak memory of ``refcolor.colorize`` against video length (100, 400, 1600 frames) at 1080p.
 
     nice -n 15 python benchmarks/memory.py                    # all presets: long (1080p I/O)
-    python benchmarks/memory.py --presets lite --lengths 100 400
+    nice -n 15 python benchmarks/memory.py --presets warp     # the default model, 3 repeats: ~30 min
+    python benchmarks/memory.py --presets lite --lengths 100 400 --repeats 1
 
 The claim tested: memory does not grow with the video's length. Input: 100 distinct frames of
 a real clip (../shared/data/train/clips, else bikes.mp4) scaled to 1920x1080, turned gray and
@@ -11,7 +12,11 @@ working size (``--size``, default 32x56) so that the run stays feasible on a CPU
 full-resolution conversion and encoding, the parts that scale with the input, are real.
 Each (preset, length) runs in a fresh subprocess (``colorize`` as shipped: background threads,
 video output in segments); its peak resident set size is ``ru_maxrss`` (and the peak CUDA
-memory on a GPU). The longest run also records its RSS over time.
+memory on a GPU). The longest run also records its RSS over time. Each length runs ``--repeats``
+times (default 3; the lengths interleaved, 100, 400, 1600, 100, ...), so that the 5 % bar of the
+issue is judged against the spread of the measurement itself: the table gives the mean, the
+range and the standard deviation of each length's peaks, and 1,600 vs 100 frames both as the
+ratio of the means and per repeat.
 Writes benchmarks/results/memory.{json,md,png}.
 """
 from __future__ import annotations
@@ -101,12 +106,16 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     for preset in dict.fromkeys(r["preset"] for r in rows):
         pts = sorted((r["length"], r["peak_rss_mb"]) for r in rows if r["preset"] == preset)
-        a.plot(*zip(*pts), marker="o", label=preset)
+        lengths = sorted({n for n, _ in pts})
+        means = [sum(v for n, v in pts if n == m) / sum(1 for n, _ in pts if n == m) for m in lengths]
+        line, = a.plot(lengths, means, marker="o", label=f"{preset} (mean; dots: each run)")
+        a.scatter(*zip(*pts), s=12, color=line.get_color(), alpha=0.6)
         for r in rows:
             if r["preset"] == preset and r.get("trace"):
                 t = r["trace"]
                 fps = r["frames"] / r["seconds"]
-                b.plot([x * fps for x, _ in t], [y for _, y in t], label=f"{preset}, {r['length']} frames")
+                b.plot([x * fps for x, _ in t], [y for _, y in t],
+                       label=f"{preset}, {r['length']} frames, run {r.get('repeat', 0) + 1}")
     a.set_xscale("log")
     a.set_xticks([r["length"] for r in rows], [str(r["length"]) for r in rows])
     a.set_ylim(bottom=0)
@@ -132,22 +141,55 @@ def quarters(trace: list) -> list[float]:
     return [statistics.median(values[i * q : (i + 1) * q] or values[-1:]) for i in range(4)]
 
 
+def summary(rows: list[dict]) -> tuple[list, list]:
+    """Per (preset, length): mean, range and standard deviation of the peaks over the repeats; per
+    preset: the longest vs the shortest length, as the ratio of the means and repeat by repeat."""
+    import statistics
+
+    stats, verdicts = [], []
+    for preset in dict.fromkeys(r["preset"] for r in rows):
+        mine = [r for r in rows if r["preset"] == preset]
+        lengths = sorted({r["length"] for r in mine})
+        peaks = {n: {r.get("repeat", 0): r["peak_rss_mb"] for r in mine if r["length"] == n} for n in lengths}
+        for n in lengths:
+            v = list(peaks[n].values())
+            stats.append([preset, n, len(v), f"{statistics.mean(v):.0f}", f"{min(v):.0f}-{max(v):.0f}",
+                          f"{statistics.stdev(v):.0f}" if len(v) > 1 else "-",
+                          f"{100 * (max(v) - min(v)) / statistics.mean(v):.1f} %"])
+        lo, hi = lengths[0], lengths[-1]
+        if lo == hi:
+            continue
+        both = sorted(set(peaks[lo]) & set(peaks[hi]))
+        each = [100 * (peaks[hi][k] / peaks[lo][k] - 1) for k in both]
+        mean = 100 * (statistics.mean(peaks[hi].values()) / statistics.mean(peaks[lo].values()) - 1)
+        within = all(abs(e) <= 5 for e in each) and abs(mean) <= 5
+        verdicts.append([preset, f"{hi} vs {lo}", f"{mean:+.1f} %", ", ".join(f"{e:+.1f} %" for e in each),
+                         "**yes**" if within else "**no**"])
+    return stats, verdicts
+
+
 def report(rows: list[dict], info: dict, args) -> None:
     """Rows of other presets from an earlier run are kept (run presets separately if need be)."""
-    rows = sorted(rows, key=lambda r: (r["preset"], r["length"]))
+    rows = sorted(rows, key=lambda r: (r["preset"], r.get("repeat", 0), r["length"]))
     lengths = [r["length"] for r in rows]
-    first = {r["preset"]: r["peak_rss_mb"] for r in rows if r["length"] == min(lengths)}
-    body = [[r["preset"], r["length"], r["frames"], f"{r['peak_rss_mb']:.0f}",
-             f"{100 * (r['peak_rss_mb'] / first[r['preset']] - 1):+.1f} %",
+    first = {(r["preset"], r.get("repeat", 0)): r["peak_rss_mb"] for r in rows if r["length"] == min(lengths)}
+    body = [[r["preset"], r.get("repeat", 0) + 1, r["length"], r["frames"], f"{r['peak_rss_mb']:.0f}",
+             f"{100 * (r['peak_rss_mb'] / first[r['preset'], r.get('repeat', 0)] - 1):+.1f} %"
+             if (r["preset"], r.get("repeat", 0)) in first else "-",
              f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-",
              f"{r['frames'] / r['seconds']:.2f}"] for r in rows]
     # a leak shows as a trend of the RSS over the longest run, not only as a higher peak
-    trend = [[r["preset"], r["length"], *(f"{q:.0f}" for q in quarters(r["trace"]))] for r in rows if r.get("trace")]
+    trend = [[r["preset"], r.get("repeat", 0) + 1, r["length"], *(f"{q:.0f}" for q in quarters(r["trace"]))]
+             for r in rows if r.get("trace")]
+    stats, verdicts = summary(rows)
     md = "\n".join([machine_line(info), "", f"Input {args.input} (HxW), working size {args.size}.", "",
-                    table(["preset", "length", "frames written", "peak RSS MB", f"vs {min(lengths)} frames",
+                    table(["preset", "length", "repeats", "mean peak RSS MB", "range", "std", "range / mean"], stats),
+                    "", table(["preset", "lengths", "ratio of the means", "per repeat", "within 5 %"], verdicts), "",
+                    "Every run:", "",
+                    table(["preset", "repeat", "length", "frames written", "peak RSS MB", f"vs {min(lengths)} frames",
                            "CUDA peak MB", "frames/s"], body),
-                    *(["", "Median RSS (MB) in each quarter of the longest run (sampled every 0.5 s):", "",
-                       table(["preset", "length", "1st quarter", "2nd", "3rd", "4th"], trend)] if trend else [])])
+                    *(["", "Median RSS (MB) in each quarter of the longest runs (sampled every 0.5 s):", "",
+                       table(["preset", "repeat", "length", "1st quarter", "2nd", "3rd", "4th"], trend)] if trend else [])])
     write_results("memory", {"machine": info, "args": vars(args), "rows": rows}, md)
     plot(rows, RESULTS / "memory.png")
 
@@ -160,6 +202,7 @@ def main() -> None:
                         "what grows with the length; paper at 64x112 would add ~0.5 s per frame here)")
     parser.add_argument("--input", default="1080x1920", help="input size HxW")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each length, each in a fresh subprocess")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
@@ -179,7 +222,7 @@ def main() -> None:
         tmp = Path(tmp)
         videos, reference = make_inputs(tmp, sorted(args.lengths), h, w)
         for preset in args.presets:
-            for length in sorted(args.lengths):
+            for repeat, length in ((k, n) for k in range(args.repeats) for n in sorted(args.lengths)):
                 cmd = [sys.executable, __file__, "--child", "--preset", preset, "--video", str(videos[length]),
                        "--reference", str(reference), "--out", str(tmp / "out.mp4"), "--size", args.size,
                        "--threads", str(args.threads)] + (["--trace"] if length == max(args.lengths) else [])
@@ -187,9 +230,9 @@ def main() -> None:
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if line is None:
                     raise SystemExit(f"{preset} {length}: child failed\n{proc.stdout}\n{proc.stderr}")
-                row = {"preset": preset, "length": length, **json.loads(line[7:])}
+                row = {"preset": preset, "length": length, "repeat": repeat, **json.loads(line[7:])}
                 rows.append(row)
-                print(f"{preset} {length} frames: peak RSS {row['peak_rss_mb']:.0f} MB, "
+                print(f"{preset} {length} frames (repeat {repeat + 1}): peak RSS {row['peak_rss_mb']:.0f} MB, "
                       f"{row['frames'] / row['seconds']:.2f} frames/s", flush=True)
                 report(kept + rows, info, args)  # after each run: a partial table survives an interruption
 if __name__ == "__main__":

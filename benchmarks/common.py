@@ -70,7 +70,9 @@ def build(preset: str):
         from refcolor.checkpoint import load_model
 
         return load_model("lite" if preset == "lite-packaged" else preset)
-    model = build_warp_model() if preset == "warp" else build_model(get_config(preset, pretrained=False))
+    from refcolor.config import WARP_PRESETS
+
+    model = build_warp_model(preset) if preset in WARP_PRESETS else build_model(get_config(preset, pretrained=False))
     return model.eval()
 
 

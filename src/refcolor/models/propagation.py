@@ -43,7 +43,7 @@ def join(query: Tensor, key: Tensor, value: Tensor, memory: Propagated | None, b
 
 
 def lend(keys: Tensor, ab: Tensor, grid: tuple[int, int]) -> Propagated:
-    """keys B,N,K,P of a block on head 1's grid, its output ab B,N,2,H,W -> the last frame's
-    keys and chroma pooled to that grid (as the reference's chroma is)."""
+    """keys B,N,K,P of a block on head 1's grid, its chroma B,N,2,H,W (head 1's warp W1 on that
+    grid, for both model kinds) -> the last frame's keys and chroma pooled to the grid."""
     pooled = F.adaptive_avg_pool2d(ab[:, -1], grid).flatten(2)
     return Propagated(keys=keys[:, -1], ab=pooled)

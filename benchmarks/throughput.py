@@ -105,12 +105,18 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--name", default="throughput", help="basename of the result files in benchmarks/results/")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per cell at least")
+    parser.add_argument("--no-flush", action="store_true",
+                        help="keep denormal floats (Colorizer flushes them on CPU, on every thread: cpu_math)")
     parser.add_argument("--slow", type=float, default=8.0,
                         help="warm-up seconds per frame above which a cell is cut to one block of N = 1 and 3 "
                              "(above 4x this: one frame)")
     args = parser.parse_args()
     set_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cpu" and not args.no_flush:
+        from refcolor.cpu_math import set_flush_denormal_everywhere
+
+        set_flush_denormal_everywhere(True)  # as refcolor colorizes: a model's speed then does not hang on its tau
     if args.amp and device.type != "cuda":
         parser.error("--amp needs --device cuda")
     info = machine()

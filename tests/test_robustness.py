@@ -229,12 +229,13 @@ def test_size_rounding_is_said_and_one_frame_is_singular(tmp_path, reference, ca
 
 
 def test_colorize_help_lists_the_model_names(capsys):
-    from refcolor.config import PRESETS
+    from refcolor.config import PRESETS, WARP_PRESETS
 
     with pytest.raises(SystemExit):
         main(["colorize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert ", ".join(["default", "warp", *PRESETS]) + ", or a .safetensors checkpoint" in text
+    assert ", ".join(["default", *WARP_PRESETS, *PRESETS]) + ", or a .safetensors checkpoint" in text
+    assert "warp-prop" in text
 
 
 def test_onnx_backend_without_onnxruntime_names_the_extra(monkeypatch):

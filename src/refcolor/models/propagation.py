@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -42,8 +41,7 @@ def join(query: Tensor, key: Tensor, value: Tensor, memory: Propagated | None, b
             torch.cat([value, memory.ab.to(value.dtype)], dim=-1))
 
 
-def lend(keys: Tensor, ab: Tensor, grid: tuple[int, int]) -> Propagated:
-    """keys B,N,K,P of a block on head 1's grid, its chroma B,N,2,H,W (head 1's warp W1 on that
-    grid, for both model kinds) -> the last frame's keys and chroma pooled to the grid."""
-    pooled = F.adaptive_avg_pool2d(ab[:, -1], grid).flatten(2)
-    return Propagated(keys=keys[:, -1], ab=pooled)
+def lend(keys: Tensor, warped: Tensor) -> Propagated:
+    """keys B,N,K,P of a block on head 1's grid and its warp W1 there, B,N,2,gh,gw (both model
+    kinds lend W1, already on the grid) -> the last frame's keys and chroma."""
+    return Propagated(keys=keys[:, -1], ab=warped[:, -1].flatten(2))

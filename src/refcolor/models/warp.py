@@ -61,7 +61,7 @@ class WarpModel(nn.Module):
         ab = F.interpolate(warped.reshape(b * n, 2, gh, gw), size=(h, w), mode="bilinear", align_corners=False)
         if self.cfg.propagate_bias < 0:
             return ab.view(b, n, 2, h, w), memory
-        lent = lend(key.view(b, n, *key.shape[1:]), warped.view(b, n, 2, gh, gw), (gh, gw))
+        lent = lend(key.view(b, n, *key.shape[1:]), warped.view(b, n, 2, gh, gw))
         return ab.view(b, n, 2, h, w), join_memory(None, lent)
 
     def similarity(self, l_block: Tensor, ref: RefState) -> Tensor:

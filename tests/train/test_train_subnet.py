@@ -1,0 +1,65 @@
+"""Stage 3 (train/subnet.py): traces replay the network exactly; the loss reaches only the subnet."""
+import numpy as np
+import torch
+
+from refcolor.color import AB_SCALE
+from refcolor.config import get_config
+from refcolor.models.network import build_model
+from refcolor.train.subnet import SubnetConfig, blocks_of, block_loss, score_trace, soft_colorfulness, subnet_ab, trace_sequence
+from refcolor.eval.metrics import colorfulness
+
+
+def _net(**overrides):
+    torch.manual_seed(0)
+    net = build_model(get_config("lite", pretrained=False, **overrides)).eval()
+    with torch.no_grad():  # a subnet whose output differs from W1, so a replay error would show
+        net.colorization.to_ab.weight.normal_(std=0.05)
+    return net
+
+
+def _frames(t=5, h=32, w=48):
+    rng = np.random.default_rng(0)
+    base = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    return np.stack([np.roll(base, 2 * i, axis=1) for i in range(t)])
+
+
+def test_trace_replays_the_network_output():
+    """The subnet run on a trace gives the colorizer's own frames (fp16 cache aside), in every block,
+    also when the memory carries propagation (blocks after the first read the previous one)."""
+    net = _net(propagate_bias=0.05)
+    rgb = _frames()
+    trace = trace_sequence(net, rgb, block=2, dtype=torch.float32)
+    assert len(trace["x"]) == len(rgb) == len(trace["ho"]) == len(trace["out"])
+    assert blocks_of(trace, 2) == [(0, 2), (2, 4), (4, 5)]
+    scores = score_trace(net, trace, 2, rgb.shape[1:3])
+    with torch.no_grad():
+        for first, last in blocks_of(trace, 2):
+            ab = subnet_ab(net, trace["x"][first:last], trace["ho"][first:last], rgb.shape[1:3]) * AB_SCALE
+            from refcolor.convert import luminance, to_rgb_uint8
+
+            replay = to_rgb_uint8(luminance(trace["gray"][first:last].numpy(), torch.device("cpu")), ab)
+            diff = np.abs(replay.astype(int) - trace["out"][first:last].numpy().astype(int))
+            assert diff.max() <= 1 and diff.mean() < 1e-3
+    assert len(scores) == len(rgb) and all(np.isfinite(s).all() for s in scores)
+
+
+def test_loss_reaches_only_the_subnet_and_every_part_of_it():
+    net = _net()
+    trace = trace_sequence(net, _frames(t=3), block=3)
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.startswith("colorization."))
+    cfg = SubnetConfig(init_from="", height=32, width=48, w_color=0.5, w_chroma=0.5)
+    terms = block_loss(net, trace, 0, 3, cfg)
+    assert set(terms) == {"l1", "color", "chroma", "loss"}
+    terms["loss"].backward()
+    for name, p in net.named_parameters():
+        if name.startswith("colorization."):
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_soft_colorfulness_is_the_metric():
+    rgb = _frames(t=2)
+    soft = soft_colorfulness(torch.from_numpy(rgb).permute(0, 3, 1, 2).double() / 255.0)
+    assert torch.allclose(soft, torch.tensor([colorfulness(f) for f in rgb], dtype=soft.dtype), rtol=1e-4)

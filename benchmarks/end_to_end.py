@@ -23,6 +23,9 @@ Per preset, in one process:
   kept (no ``cpu_math.denormals_flushed``) and ``nonlocal_warp``'s former inference path (1024-row
   chunks through the autograd code), patched back in; run first and again last at each input, so
   that a drifting load on a shared machine shows as the spread of the two.
+* ``rgbprev`` (``--previous-rgb``): as ``threaded`` with the full-resolution conversions as they were
+  before issue 18's OpenCV path (kornia's Lab -> RGB, ``to_rgb_uint8(exact=True)``, and the gray
+  table looked up by torch indexing), also first and last at each input: the previous default.
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
 them. Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
@@ -120,14 +123,34 @@ def previous_network():
     return restore
 
 
+def former_conversions():
+    """The full-resolution conversions before the OpenCV path: kornia's Lab -> RGB (bit-identical to
+    ``exact=True``) and a gray frame's L looked up by torch indexing."""
+    import refcolor.inference as inf
+    from refcolor.convert import gray_lut, is_gray, to_rgb_uint8
+
+    saved = inf.luminance, inf.to_rgb_uint8
+
+    def luminance(batch, device):
+        if not is_gray(batch):
+            return saved[0](batch, device)
+        index = torch.from_numpy(np.ascontiguousarray(batch[..., 0])).to(device).long()
+        return gray_lut(device)[index][:, None]
+
+    inf.luminance = luminance
+    inf.to_rgb_uint8 = lambda lum, ab, upsample="bilinear": to_rgb_uint8(lum, ab, upsample, exact=True)
+    return lambda: setattr(inf, "luminance", saved[0]) or setattr(inf, "to_rgb_uint8", saved[1])
+
+
 def run(model, video, ref_path, out, size, block, mode) -> dict:
     from refcolor.pipeline import colorize
 
-    restore = legacy_conversions() if mode == "before" else previous_network() if mode == "prev" else None
+    patches = {"before": legacy_conversions, "prev": previous_network, "rgbprev": former_conversions}
+    restore = patches[mode]() if mode in patches else None
     try:
         start, cpu = time.perf_counter(), time.process_time()
         result = colorize(video, ref_path, out, model=model, size=size, block_size=block, device="cpu",
-                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev")),
+                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev", "rgbprev")),
                           backend="onnx" if mode == "onnx" else "torch")
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
@@ -182,9 +205,16 @@ def main() -> None:
     parser.add_argument("--before", action="store_true", help="also time the code before the speed work at 1080p")
     parser.add_argument("--onnx", action="store_true", help="also time the ONNX Runtime backend")
     parser.add_argument("--previous", action="store_true", help="also time threaded with issue 18's network changes undone")
+    parser.add_argument("--previous-rgb", action="store_true",
+                        help="also time threaded with the former (kornia) full-resolution conversions")
+    parser.add_argument("--cv2-threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's own)")
     parser.add_argument("--name", default="end_to_end", help="basename of the result files in benchmarks/results/")
     args = parser.parse_args()
     set_threads(args.threads)
+    if args.cv2_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.cv2_threads)
     size = tuple(int(v) for v in args.size.split("x"))
     info = machine()
     src = source_clip()
@@ -206,8 +236,9 @@ def main() -> None:
                 print(f"{preset}: ONNX export {export_onnx(model, videos[min(args.inputs)], reference, size, args.block):.0f} s",
                       flush=True)
             for res in args.inputs:
-                modes = (["prev"] if args.previous else []) + ["serial", "threaded"] + (["onnx"] if args.onnx else []) \
-                    + (["before"] if args.before and res == 1080 else []) + (["prev"] if args.previous else [])
+                around = (["prev"] if args.previous else []) + (["rgbprev"] if args.previous_rgb else [])
+                modes = around + ["serial", "threaded"] + (["onnx"] if args.onnx else []) \
+                    + (["before"] if args.before and res == 1080 else []) + around[::-1]
                 for mode in modes:
                     r = run(model, videos[res], ref_path, tmp / "out.mp4", size, args.block, mode)
                     r.update(preset=preset, input=res, mode=mode, size=args.size, model_only_s=base)

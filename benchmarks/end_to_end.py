@@ -25,7 +25,11 @@ Per preset, in one process:
   that a drifting load on a shared machine shows as the spread of the two.
 * ``rgbprev`` (``--previous-rgb``): as ``threaded`` with the full-resolution conversions as they were
   before issue 18's OpenCV path (kornia's Lab -> RGB, ``to_rgb_uint8(exact=True)``, and the gray
-  table looked up by torch indexing), also first and last at each input: the previous default.
+  table looked up by torch indexing, in the network's thread), also first and last at each input:
+  the previous default. (As shipped, the full-resolution L is computed in the decode thread and
+  counted in ``decode``; ``to_lab`` is then the area down-sampling alone.)
+* ``mainlum``: as ``threaded`` with the full-resolution L computed in the network's thread, as
+  before issue 18 (``--order`` names the runs and their order, e.g. to interleave and repeat).
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
 them. Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
@@ -125,11 +129,12 @@ def previous_network():
 
 def former_conversions():
     """The full-resolution conversions before the OpenCV path: kornia's Lab -> RGB (bit-identical to
-    ``exact=True``) and a gray frame's L looked up by torch indexing."""
+    ``exact=True``) and a gray frame's L looked up by torch indexing, in the network's thread."""
     import refcolor.inference as inf
+    import refcolor.pipeline as pipeline
     from refcolor.convert import gray_lut, is_gray, to_rgb_uint8
 
-    saved = inf.luminance, inf.to_rgb_uint8
+    saved = inf.luminance, inf.to_rgb_uint8, pipeline._with_luminance
 
     def luminance(batch, device):
         if not is_gray(batch):
@@ -139,18 +144,38 @@ def former_conversions():
 
     inf.luminance = luminance
     inf.to_rgb_uint8 = lambda lum, ab, upsample="bilinear": to_rgb_uint8(lum, ab, upsample, exact=True)
-    return lambda: setattr(inf, "luminance", saved[0]) or setattr(inf, "to_rgb_uint8", saved[1])
+    pipeline._with_luminance = _no_luminance
+
+    def restore():
+        inf.luminance, inf.to_rgb_uint8, pipeline._with_luminance = saved
+    return restore
+
+
+def _no_luminance(source, colorizer, skip=0):
+    """``pipeline._with_luminance`` that leaves the L to ``Colorizer.infer``, in the network's thread."""
+    for frame in source:
+        yield frame, None
+
+
+def luminance_in_main_thread():
+    """As shipped, but the full-resolution L computed in the network's thread (``mainlum``)."""
+    import refcolor.pipeline as pipeline
+
+    saved = pipeline._with_luminance
+    pipeline._with_luminance = _no_luminance
+    return lambda: setattr(pipeline, "_with_luminance", saved)
 
 
 def run(model, video, ref_path, out, size, block, mode) -> dict:
     from refcolor.pipeline import colorize
 
-    patches = {"before": legacy_conversions, "prev": previous_network, "rgbprev": former_conversions}
+    patches = {"before": legacy_conversions, "prev": previous_network, "rgbprev": former_conversions,
+               "mainlum": luminance_in_main_thread}
     restore = patches[mode]() if mode in patches else None
     try:
         start, cpu = time.perf_counter(), time.process_time()
         result = colorize(video, ref_path, out, model=model, size=size, block_size=block, device="cpu",
-                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev", "rgbprev")),
+                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev", "rgbprev", "mainlum")),
                           backend="onnx" if mode == "onnx" else "torch")
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
@@ -207,6 +232,9 @@ def main() -> None:
     parser.add_argument("--previous", action="store_true", help="also time threaded with issue 18's network changes undone")
     parser.add_argument("--previous-rgb", action="store_true",
                         help="also time threaded with the former (kornia) full-resolution conversions")
+    parser.add_argument("--order", nargs="+", default=None,
+                        choices=["serial", "threaded", "onnx", "before", "prev", "rgbprev", "mainlum"],
+                        help="the runs at each input, in this order (repeats allowed; default: from the flags)")
     parser.add_argument("--cv2-threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's own)")
     parser.add_argument("--name", default="end_to_end", help="basename of the result files in benchmarks/results/")
     args = parser.parse_args()
@@ -239,6 +267,7 @@ def main() -> None:
                 around = (["prev"] if args.previous else []) + (["rgbprev"] if args.previous_rgb else [])
                 modes = around + ["serial", "threaded"] + (["onnx"] if args.onnx else []) \
                     + (["before"] if args.before and res == 1080 else []) + around[::-1]
+                modes = args.order or modes
                 for mode in modes:
                     r = run(model, videos[res], ref_path, tmp / "out.mp4", size, args.block, mode)
                     r.update(preset=preset, input=res, mode=mode, size=args.size, model_only_s=base)

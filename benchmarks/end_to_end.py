@@ -25,11 +25,9 @@ Per preset, in one process:
   that a drifting load on a shared machine shows as the spread of the two.
 * ``rgbprev`` (``--previous-rgb``): as ``threaded`` with the full-resolution conversions as they were
   before issue 18's OpenCV path (kornia's Lab -> RGB, ``to_rgb_uint8(exact=True)``, and the gray
-  table looked up by torch indexing, in the network's thread), also first and last at each input:
-  the previous default. (As shipped, the full-resolution L is computed in the decode thread and
-  counted in ``decode``; ``to_lab`` is then the area down-sampling alone.)
-* ``mainlum``: as ``threaded`` with the full-resolution L computed in the network's thread, as
-  before issue 18 (``--order`` names the runs and their order, e.g. to interleave and repeat).
+  table looked up by torch indexing), also first and last at each input: the previous default.
+``--order`` names the runs at each input and their order (repeats allowed, to interleave). The
+``mainlum`` rows of ``end_to_end-issue18-lum-*`` come from commit 5da6a52 (an experiment, reverted).
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
 them. Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
@@ -129,12 +127,11 @@ def previous_network():
 
 def former_conversions():
     """The full-resolution conversions before the OpenCV path: kornia's Lab -> RGB (bit-identical to
-    ``exact=True``) and a gray frame's L looked up by torch indexing, in the network's thread."""
+    ``exact=True``) and a gray frame's L looked up by torch indexing."""
     import refcolor.inference as inf
-    import refcolor.pipeline as pipeline
     from refcolor.convert import gray_lut, is_gray, to_rgb_uint8
 
-    saved = inf.luminance, inf.to_rgb_uint8, pipeline._with_luminance
+    saved = inf.luminance, inf.to_rgb_uint8
 
     def luminance(batch, device):
         if not is_gray(batch):
@@ -144,38 +141,21 @@ def former_conversions():
 
     inf.luminance = luminance
     inf.to_rgb_uint8 = lambda lum, ab, upsample="bilinear": to_rgb_uint8(lum, ab, upsample, exact=True)
-    pipeline._with_luminance = _no_luminance
 
     def restore():
-        inf.luminance, inf.to_rgb_uint8, pipeline._with_luminance = saved
+        inf.luminance, inf.to_rgb_uint8 = saved
     return restore
-
-
-def _no_luminance(source, colorizer, skip=0):
-    """``pipeline._with_luminance`` that leaves the L to ``Colorizer.infer``, in the network's thread."""
-    for frame in source:
-        yield frame, None
-
-
-def luminance_in_main_thread():
-    """As shipped, but the full-resolution L computed in the network's thread (``mainlum``)."""
-    import refcolor.pipeline as pipeline
-
-    saved = pipeline._with_luminance
-    pipeline._with_luminance = _no_luminance
-    return lambda: setattr(pipeline, "_with_luminance", saved)
 
 
 def run(model, video, ref_path, out, size, block, mode) -> dict:
     from refcolor.pipeline import colorize
 
-    patches = {"before": legacy_conversions, "prev": previous_network, "rgbprev": former_conversions,
-               "mainlum": luminance_in_main_thread}
+    patches = {"before": legacy_conversions, "prev": previous_network, "rgbprev": former_conversions}
     restore = patches[mode]() if mode in patches else None
     try:
         start, cpu = time.perf_counter(), time.process_time()
         result = colorize(video, ref_path, out, model=model, size=size, block_size=block, device="cpu",
-                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev", "rgbprev", "mainlum")),
+                          overwrite=True, progress=False, threads=(mode in ("threaded", "onnx", "prev", "rgbprev")),
                           backend="onnx" if mode == "onnx" else "torch")
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
@@ -233,7 +213,7 @@ def main() -> None:
     parser.add_argument("--previous-rgb", action="store_true",
                         help="also time threaded with the former (kornia) full-resolution conversions")
     parser.add_argument("--order", nargs="+", default=None,
-                        choices=["serial", "threaded", "onnx", "before", "prev", "rgbprev", "mainlum"],
+                        choices=["serial", "threaded", "onnx", "before", "prev", "rgbprev"],
                         help="the runs at each input, in this order (repeats allowed; default: from the flags)")
     parser.add_argument("--cv2-threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's own)")
     parser.add_argument("--name", default="end_to_end", help="basename of the result files in benchmarks/results/")

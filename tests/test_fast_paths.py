@@ -119,41 +119,6 @@ def test_threaded_pipeline_output_is_identical(gray_clip, tmp_path, suffix):
     assert outputs[0].shape[0] == 12 and np.array_equal(outputs[0], outputs[1])
 
 
-def test_full_resolution_luminance_runs_in_the_decode_thread(gray_clip, tmp_path, monkeypatch):
-    # issue 18: the full-resolution L is computed beside the network, not in its thread
-    import refcolor
-    import refcolor.convert as convert
-    import refcolor.inference as inference
-    import refcolor.pipeline as pipeline
-
-    threads = []
-
-    def recording(batch, device):
-        threads.append(threading.current_thread().name)
-        return convert.luminance(batch, device)
-
-    monkeypatch.setattr(inference, "luminance", recording)
-    monkeypatch.setattr(pipeline, "luminance", recording, raising=False)
-    gray, ref, _ = gray_clip
-    result = refcolor.colorize(gray, ref, tmp_path / "out.mp4", size=(32, 72), progress=False, device="cpu")
-    assert result.frames == 12 and len(threads) == 12
-    assert set(threads) == {"refcolor-decode"}
-
-
-def test_infer_with_luminance_given_equals_infer_without(gray_clip):
-    gray, ref, _ = gray_clip
-    with open_source(gray) as source:
-        frames = np.stack([f.rgb for f in source][:3])
-    c = Colorizer("warp", size=(32, 72), device="cpu")
-    c.set_reference(np.asarray(Image.open(ref)))
-    plain = c.infer(frames)()
-    c.reset_memory()
-    given = c.infer(list(frames), lum=luminance(frames, CPU))()
-    assert np.array_equal(plain, given)
-    with pytest.raises(ValueError, match="lum holds 2 frames"):
-        c.infer(frames, lum=luminance(frames[:2], CPU))
-
-
 def test_read_ahead_is_bounded_and_in_order():
     produced = []
 

@@ -185,37 +185,32 @@ class Colorizer:
         return self.infer(frames)()
 
     @torch.inference_mode()
-    def infer(self, frames: np.ndarray | Tensor | Sequence[np.ndarray],
-              lum: Tensor | None = None) -> Callable[[], np.ndarray]:
+    def infer(self, frames: np.ndarray | Tensor | Sequence[np.ndarray]) -> Callable[[], np.ndarray]:
         """Runs the network on a block now; returns the rest of ``step`` as a function.
 
         The function up-samples the chroma and converts Lab to RGB at full resolution; the
-        pipeline calls it in its encoder thread, beside the network's next block. ``lum``: the
-        frames' full-resolution L (N,1,H,W, as ``convert.luminance`` gives it) when it was
-        computed elsewhere (the pipeline's decode thread); else it is computed here.
+        pipeline calls it in its encoder thread, beside the network's next block.
         """
         if isinstance(frames, (np.ndarray, Tensor)):
             single = frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] in (1, 3, 4))
             frames = [frames] if single else list(frames)
-        if lum is not None and len(lum) != len(frames):
-            raise ValueError(f"lum holds {len(lum)} frames, the block {len(frames)}")
-        batch = np.stack([as_rgb_uint8(f) for f in frames]) if lum is None else None
+        batch = np.stack([as_rgb_uint8(f) for f in frames])
         if not self._reference_images:
             raise RefcolorError("call set_reference() before step()")
-        full_h, full_w = batch.shape[1:3] if lum is None else lum.shape[-2:]
+        full_h, full_w = batch.shape[1:3]
         if self.size is None:
             self.size = working_size(full_h, full_w)
             self._check_budget()
         if self._ref_state is None:
             self._encode_references()
         start = time.perf_counter()
-        lum = luminance(batch, self.device) if lum is None else lum.to(self.device)  # N,1,H,W, kept for the output
+        lum = luminance(batch, self.device)  # N,1,H,W full-resolution L, kept for the output
         l_work = F.interpolate(lum, size=self.size, mode="area") / 50.0 - 1.0
         model_start = time.perf_counter()
         autocast = torch.autocast("cuda", dtype=self.amp) if self.amp is not None else contextlib.nullcontext()
         out = []
         with autocast, denormals_flushed(self.flush_denormals):
-            for first in range(0, len(lum), self.block_size):
+            for first in range(0, len(batch), self.block_size):
                 block = l_work[first : first + self.block_size]
                 ab_n, self.memory = self._step(block[None], self._ref_state, self.memory)
                 out.append(ab_n[0].float())

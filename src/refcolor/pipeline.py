@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .background import BlockWriter, ReadAhead
-from .convert import luminance
 from .errors import Interrupted, RefcolorError, option
 from .resume import WorkFolder, join_segments, open_output, work_path
 from .inference import Colorizer, parse_size
@@ -94,9 +92,8 @@ def colorize(
     given several references without starts, picks the best-matching one per shot.
     Video outputs are encoded in segments of ``segment_frames`` frames kept in a work folder
     beside the output until the end, so ``resume=True`` continues an interrupted run.
-    ``threads``: decode (with the full-resolution L on the CPU), and up-sample + encode, in
-    background threads beside the network (same output either way); ``compile``, ``amp`` and
-    ``backend`` go to ``Colorizer``.
+    ``threads``: decode, and up-sample + encode, in background threads beside the network
+    (same output either way); ``compile``, ``amp`` and ``backend`` go to ``Colorizer``.
     ``on_progress(done, total)`` is called after each block (total 0 when unknown), e.g. by the
     web app for its progress bar; an exception it raises stops the run like Ctrl-C does.
     """
@@ -122,7 +119,7 @@ def colorize(
             colorizer.set_reference(refs.at(skip))
             colorizer.restore_memory(memory)
         run = _Run(colorizer, refs, BlockWriter(writer, threaded=threads), work, skip, segment_frames)
-        frames = ReadAhead(_with_luminance(source, colorizer, skip), threaded=threads)
+        frames = ReadAhead(source, threaded=threads)
         run.report = None if on_progress is None else (lambda done: on_progress(done, info.num_frames or 0))
         run.bar = tqdm(total=info.num_frames, initial=skip, unit="frame", disable=not progress, desc="colorize", dynamic_ncols=True)
         _colorize_frames(run, frames, input_path)
@@ -191,13 +188,12 @@ class _Run:
     report: Callable[[int], None] | None = None
     count: int = 0  # frames colored by this run
     block: list = field(default_factory=list)
-    lums: list = field(default_factory=list)  # the block's full-resolution L, or Nones (_with_luminance)
 
     def flush(self) -> None:
         if self.block:
-            self.count += _flush(self.colorizer, self.block, self.lums, self.writer, self.bar, self.report)
+            self.count += _flush(self.colorizer, self.block, self.writer, self.bar, self.report)
 
-    def add(self, frame, lum=None) -> None:
+    def add(self, frame) -> None:
         if frame.index < self.skip:  # done before the interruption
             return
         if self.work is not None and frame.index > self.skip and frame.index % self.segment_frames == 0:
@@ -207,7 +203,6 @@ class _Run:
             self.flush()
             self.colorizer.set_reference(self.refs.at(frame.index))
         self.block.append(frame)
-        self.lums.append(lum)
         if len(self.block) == self.colorizer.block_size:
             self.flush()
 
@@ -223,8 +218,8 @@ def _colorize_frames(run: _Run, frames: ReadAhead, input_path: Path) -> None:
     """Every frame through ``run``; on any error or Ctrl-C the writer is aborted (a segmented
     video output's finished segments stay for ``--resume``)."""
     try:
-        for frame, lum in frames:
-            run.add(frame, lum)
+        for frame in frames:
+            run.add(frame)
         run.end(input_path)
     except BaseException as exc:
         frames.close()
@@ -262,25 +257,8 @@ def _file_identity(model) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _with_luminance(source, colorizer: Colorizer, skip: int = 0):
-    """(frame, its full-resolution L) pairs. On the CPU the L is computed here, so in the decode
-    thread when threaded, off the network's thread (issue 18); else (and for frames before
-    ``skip``) None, and ``Colorizer.infer`` computes it."""
-    it = iter(source)
-    try:
-        for frame in it:
-            cpu = colorizer.device.type == "cpu" and frame.index >= skip
-            yield frame, (luminance(frame.rgb[None], colorizer.device) if cpu else None)
-    finally:
-        close = getattr(it, "close", None)  # as ReadAhead does with the source's own iterator
-        if close is not None:
-            close()
-
-
-def _flush(colorizer: Colorizer, block: list, lums: list, writer: BlockWriter, bar, report=None) -> int:
-    lum = torch.cat(lums) if lums and all(x is not None for x in lums) else None
-    writer.write_block(colorizer.infer([f.rgb for f in block], lum=lum), [f.pts for f in block])
-    lums.clear()
+def _flush(colorizer: Colorizer, block: list, writer: BlockWriter, bar, report=None) -> int:
+    writer.write_block(colorizer.infer([f.rgb for f in block]), [f.pts for f in block])
     bar.update(len(block))
     if report is not None:
         report(block[-1].index + 1)  # frames are numbered from 0 in decoding order

@@ -54,6 +54,16 @@ def tensor_to_uint8(rgb: Tensor) -> np.ndarray:
     return (rgb.clamp(0, 1) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+def gray_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """The evaluation protocol's gray input: CIELAB L kept, ab = 0 (H,W,3 or N,H,W,3 uint8 -> same).
+    Training's subnet stage (train/subnet.py) feeds the network exactly this input too."""
+    rgb = np.asarray(rgb)
+    lab = rgb_to_lab(uint8_to_tensor(rgb))
+    lab[:, 1:] = 0.0
+    out = tensor_to_uint8(lab_to_rgb(lab))
+    return out[0] if rgb.ndim == 3 else out
+
+
 def as_rgb_uint8(frame: np.ndarray | Tensor) -> np.ndarray:
     """Gray (H,W or H,W,1), RGB or RGBA, uint8/uint16/float in [0,1] -> H,W,3 uint8."""
     arr = frame.detach().cpu().numpy() if isinstance(frame, Tensor) else np.asarray(frame)

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 import torch
 
+from .. import color
 from ..color import lab_to_rgb, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
 from ..errors import RefcolorError
 
@@ -101,13 +102,9 @@ def lab_to_rgb_np(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
 
 
 def gray_from_rgb(rgb: np.ndarray) -> np.ndarray:
-    """The protocol's gray input: keep CIELAB L, set ab = 0 (H,W,3 or N,H,W,3 uint8 -> same)."""
-    rgb = np.asarray(rgb)
+    """The protocol's gray input (``color.gray_from_rgb``), on one thread."""
     with one_thread():
-        lab = rgb_to_lab(uint8_to_tensor(rgb))
-        lab[:, 1:] = 0.0
-        out = tensor_to_uint8(lab_to_rgb(lab))
-    return out[0] if rgb.ndim == 3 else out
+        return color.gray_from_rgb(rgb)
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:

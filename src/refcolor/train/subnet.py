@@ -29,11 +29,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..checkpoint import read_checkpoint, save_model
-from ..color import AB_SCALE, normalize_lab, rgb_to_lab, uint8_to_tensor
+from ..color import AB_SCALE, gray_from_rgb, normalize_lab, rgb_to_lab, uint8_to_tensor
 from ..convert import luminance, to_rgb_uint8
 from ..cpu_math import flush_denormals
 from ..errors import RefcolorError
-from ..eval.baselines import gray_from_rgb
 from ..eval.metrics import colorfulness, psnr
 from ..models.network import RefColorNet, build_model
 from .losses import chroma_loss, lab_to_rgb_norm

@@ -231,3 +231,15 @@ def test_onnx_backend_matches_pytorch(preset):
         ab_o, _ = step(blocks[0], ref, mem_o)  # now from ONNX Runtime
         assert (model.step(blocks[0], ref, mem_t)[0] - ab_o).abs().max().item() <= 1e-3
     assert len(step.sessions) == (1 if preset == "warp" else 2)
+
+
+def test_guided_upsampling_of_frames_thinner_than_its_filter():
+    """A frame whose shorter side is below the guided filter's radius (here 5-6 at a 5-6x scale)
+    gets a smaller filter, not a padding error from deep inside kornia."""
+    from refcolor.convert import guided_upsample
+
+    torch.manual_seed(0)
+    for (h, w), (gh, gw) in [((1, 10), (5, 40)), ((1, 1), (6, 6)), ((2, 2), (12, 12))]:
+        ab, guide = torch.rand(1, 2, h, w), torch.rand(1, 1, gh, gw)
+        out = guided_upsample(ab, guide)
+        assert out.shape == (1, 2, gh, gw) and torch.isfinite(out).all()

@@ -94,7 +94,10 @@ def guided_upsample(ab: Tensor, guide_l: Tensor) -> Tensor:
     scale = guide_l.shape[-2] / ab.shape[-2]
     if scale <= 1.5:
         return up
-    radius = int(math.ceil(scale))
+    # the filter's reflect padding needs its radius below the frame's shorter side
+    radius = min(int(math.ceil(scale)), min(guide_l.shape[-2:]) - 1)
+    if radius < 1:
+        return up
     return kornia.filters.guided_blur(guide_l, up, 2 * radius + 1, eps=1e-3)
 
 

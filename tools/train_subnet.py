@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", action="append", required=True, help="training root (repeatable)")
     p.add_argument("--out", required=True)
     p.add_argument("--traces", default="", help="trace folder shared between runs (default OUT/traces)")
+    p.add_argument("--select", default="psnr", choices=["psnr", "color"],
+                   help="best checkpoint: highest PSNR (at --color-floor), or most colorful at PSNR >= the start's")
     for f in dataclasses.fields(SubnetConfig):
-        if f.name not in ("init_from", "data", "out", "traces") and f.type in ("int", "float"):
+        if f.name not in ("init_from", "data", "out", "traces", "select") and f.type in ("int", "float"):
             p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=f.default)
     args = vars(p.parse_args(argv))
     try:

@@ -1,5 +1,6 @@
 """Stage 3 (train/subnet.py): traces replay the network exactly; the loss reaches only the subnet."""
 import numpy as np
+import pytest
 import torch
 
 from refcolor.color import AB_SCALE
@@ -63,3 +64,19 @@ def test_soft_colorfulness_is_the_metric():
     rgb = _frames(t=2)
     soft = soft_colorfulness(torch.from_numpy(rgb).permute(0, 3, 1, 2).double() / 255.0)
     assert torch.allclose(soft, torch.tensor([colorfulness(f) for f in rgb], dtype=soft.dtype), rtol=1e-4)
+
+
+def test_selection_rules():
+    from refcolor.errors import RefcolorError
+    from refcolor.train.subnet import selection_rank
+
+    start = {"psnr": 32.0, "color_share": 0.87}
+    vals = [start, {"psnr": 32.28, "color_share": 0.90}, {"psnr": 32.11, "color_share": 0.954},
+            {"psnr": 31.80, "color_share": 0.995}]
+    best = lambda select, floor=0.0: max(vals, key=lambda v: selection_rank(v, start, select, floor))  # noqa: E731
+    assert best("psnr") is vals[1]
+    assert best("psnr", floor=0.95) is vals[2]  # the highest PSNR at the color floor
+    assert best("psnr", floor=1.0) is vals[3]  # none reaches it: the most colorful
+    assert best("color") is vals[2]  # most colorful without losing PSNR; 31.80 < 32.0 is not chosen
+    with pytest.raises(RefcolorError):
+        selection_rank(start, start, "loss")

@@ -64,7 +64,8 @@ class SubnetConfig:
     val_min_frames: int = 60
     val_max_frames: int = 100
     val_every: int = 100
-    color_floor: float = 0.0  # best = highest PSNR among validations at >= this share of the truth's colorfulness
+    color_floor: float = 0.0  # select "psnr": best = highest PSNR among validations at >= this share of the truth's color
+    select: str = "psnr"  # or "color": best = most colorful validation whose PSNR is at least the start's
     seed: int = 0
     threads: int = 1
 
@@ -177,10 +178,27 @@ def score_trace(model: RefColorNet, trace: dict[str, torch.Tensor], block: int, 
     return scores
 
 
+def selection_rank(val: dict, start: dict, select: str, color_floor: float = 0.0) -> tuple:
+    """Sort key of a validation (higher is better), decided before any evaluation on davis16-dev.
+
+    ``psnr``: validations at >= ``color_floor`` of the truth's colorfulness first, by PSNR; below
+    the floor, by colorfulness. ``color``: validations whose PSNR is at least the start's first,
+    by colorfulness; below it, by PSNR (a color term that costs PSNR is not chosen for its color).
+    """
+    if select == "psnr":
+        ok = val["color_share"] >= color_floor
+        return (ok, val["psnr"] if ok else val["color_share"])
+    if select == "color":
+        ok = val["psnr"] >= start["psnr"]
+        return (ok, val["color_share"] if ok else val["psnr"])
+    raise RefcolorError(f"unknown select {select!r}; use psnr or color")
+
+
 class SubnetTrainer:
     def __init__(self, cfg: SubnetConfig) -> None:
         if not cfg.out:
             raise RefcolorError("no run folder: set out")
+        selection_rank({"psnr": 0.0, "color_share": 0.0}, {"psnr": 0.0}, cfg.select)  # a bad name fails now
         torch.set_num_threads(cfg.threads)
         flush_denormals()
         torch.manual_seed(cfg.seed)
@@ -233,8 +251,8 @@ class SubnetTrainer:
         base = self.validate()
         print(f"step 0: val PSNR {base['psnr']:.3f} colorfulness {base['color']:.2f} ({base['color_share']:.1%} of truth)", flush=True)
         append_csv(self.out / "subnet-val.csv", {"step": 0, **base})
-        best = None
-        best = self._keep(0, base, best)
+        self.start = base  # the "color" selection compares PSNR with the start's
+        best = self._keep(0, base, None)
         bar = tqdm(range(1, cfg.steps + 1), desc="subnet", unit="step")
         for step in bar:
             t0 = time.perf_counter()
@@ -256,12 +274,8 @@ class SubnetTrainer:
         return {"start": base, "best": best}
 
     def _keep(self, step: int, val: dict, best: dict | None) -> dict:
-        """Saves the model when ``val`` beats ``best``: PSNR among validations at the color floor,
-        else the most colorful."""
-        def rank(v: dict) -> tuple:
-            ok = v["color_share"] >= self.cfg.color_floor
-            return (ok, v["psnr"] if ok else v["color_share"])
-
+        """Saves the model when ``val`` ranks above ``best`` (``selection_rank``)."""
+        rank = lambda v: selection_rank(v, self.start, self.cfg.select, self.cfg.color_floor)  # noqa: E731
         if best is None or rank(val) > rank(best):
             save_model(self.model, self.out / "subnet-best.safetensors",
                        metadata={"step": str(step), "val_psnr": f"{val['psnr']:.4f}", "val_color": f"{val['color']:.3f}", "stage": "subnet"})

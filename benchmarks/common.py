@@ -19,6 +19,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLIPS = ROOT.parent / "shared" / "data" / "train" / "clips"
 
 
+def davis16_dev_sequences(data: Path, names: list[str] | None = None) -> list:
+    """The shared davis16-dev sequences (those in ``names`` when given); exits with one line when absent."""
+    from refcolor.sequences import discover_sequences
+
+    if not data.is_dir():
+        raise SystemExit(f"{data} not found: this benchmark needs the shared davis16-dev data")
+    return [s for s in discover_sequences(data) if names is None or s.name in names]
+
+
 def set_threads(n: int) -> None:
     """One process, ``n`` intra-op threads (call before heavy torch work)."""
     import torch

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import ROOT, machine, machine_line, set_threads, table, write_results
+from common import ROOT, davis16_dev_sequences, machine, machine_line, set_threads, table, write_results
 
 DATA = ROOT.parent / "shared" / "data" / "davis16-dev"
 SIZE = (216, 384)
@@ -41,12 +41,9 @@ def main() -> None:
     from refcolor.eval.metrics import colorfulness, mean_psnr, psnr
     from refcolor.eval.runner import load_sequence
     from refcolor.inference import Colorizer
-    from refcolor.sequences import discover_sequences
     from refcolor.video import open_source
 
-    if not DATA.is_dir():
-        raise SystemExit(f"{DATA} not found: this benchmark needs the shared davis16-dev data")
-    seqs = [s for s in discover_sequences(DATA) if args.sequences is None or s.name in args.sequences]
+    seqs = davis16_dev_sequences(DATA, args.sequences)
     times = {"exact": 0.0, "opencv": 0.0}
 
     class Both(Colorizer):  # the same network output, converted both ways

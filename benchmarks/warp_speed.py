@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, machine, machine_line, set_threads, table, write_results
+from common import ROOT, davis16_dev_sequences, machine, machine_line, set_threads, table, write_results
 
 DATA = ROOT.parent / "shared" / "data" / "davis16-dev"
 SIZE = (216, 384)
@@ -54,11 +54,8 @@ def main() -> None:
     from refcolor.eval.runner import load_sequence
     from refcolor.inference import Colorizer
     from refcolor.models.correspondence import nonlocal_warp
-    from refcolor.sequences import discover_sequences
 
-    if not DATA.is_dir():
-        raise SystemExit(f"{DATA} not found: this benchmark needs the shared davis16-dev data")
-    seqs = [s for s in discover_sequences(DATA) if args.sequences is None or s.name in args.sequences]
+    seqs = davis16_dev_sequences(DATA, args.sequences)
     variants = {"before": (False, old_inference), "flush": (True, old_inference),
                 "chunks": (False, nonlocal_warp), "both": (True, nonlocal_warp)}
     for b in args.blocks:

@@ -80,3 +80,35 @@ def test_selection_rules():
     assert best("color") is vals[2]  # most colorful without losing PSNR; 31.80 < 32.0 is not chosen
     with pytest.raises(RefcolorError):
         selection_rank(start, start, "loss")
+
+
+def test_adversarial_term_reaches_the_subnet_and_the_discriminator_learns():
+    """With w_adv, the generator term moves every subnet parameter but not the discriminator, and
+    the discriminator step (on real vs detached fake) changes the discriminator only."""
+    from refcolor.train.discriminator import PatchDiscriminator
+    from refcolor.train.subnet import SubnetTrainer
+
+    net = _net()
+    trace = trace_sequence(net, _frames(t=3, h=64, w=96), block=3)
+    for name, p in net.named_parameters():
+        p.requires_grad_(name.startswith("colorization."))
+    cfg = SubnetConfig(init_from="", height=64, width=96, w_adv=0.5)
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(8)
+    pairs = []
+    terms = block_loss(net, trace, 0, 3, cfg, disc, pairs)
+    assert set(terms) == {"l1", "adv", "loss"} and len(pairs) == 1
+    assert torch.isclose(terms["loss"], terms["l1"] + 0.5 * terms["adv"])
+    terms["loss"].backward()
+    assert all(p.grad is None for p in disc.parameters())
+    for name, p in net.named_parameters():
+        if name.startswith("colorization."):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    real, fake = pairs[0]
+    assert torch.equal(real[:, :1], fake[:, :1]) and not fake.requires_grad  # the same l: only colors differ
+    trainer = SubnetTrainer.__new__(SubnetTrainer)  # the step alone, without traces on disk
+    trainer.disc, trainer.opt_d = disc, torch.optim.AdamW(disc.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in disc.parameters()]
+    d_loss = trainer.discriminator_step(pairs)
+    assert np.isfinite(d_loss) and d_loss > 0
+    assert any(not torch.equal(b, p) for b, p in zip(before, disc.parameters()))

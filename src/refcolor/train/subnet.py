@@ -10,6 +10,7 @@ under evaluation's protocol can be recorded once and the subnet trained on them 
            every block, the subnet's inputs x = [W1 S1 W2 S2 l lab_ref] (fp16) and tokens ho
     train: subnet(x, ho) -> ab -> up-sampled to the working size, as ``run_block`` does
            loss = L1(ab, ab_gt) + w_color * relu(c * C(rgb_gt) - C(rgb)) / 100  (+ w_chroma * chroma_loss)
+                  (+ w_adv * hinge_g(D(l_gt, ab)), D a PatchDiscriminator stepped after each step)
 
 C is Hasler-Suesstrunk colorfulness per frame (eval/metrics.py), made differentiable here: the L1
 median of an ambiguous match is grayish, and a per-frame colorfulness term lets the subnet choose
@@ -37,7 +38,8 @@ from ..cpu_math import flush_denormals
 from ..errors import RefcolorError
 from ..eval.metrics import colorfulness, psnr
 from ..models.network import RefColorNet, build_model
-from .losses import chroma_loss, lab_to_rgb_norm
+from .discriminator import PatchDiscriminator
+from .losses import chroma_loss, hinge_d_loss, hinge_g_loss, lab_to_rgb_norm
 from .runtime import append_csv
 from .sources import Sequence, discover, to_canonical
 
@@ -60,6 +62,9 @@ class SubnetConfig:
     w_color: float = 0.0  # per-frame colorfulness term (see the module docstring)
     color_target: float = 1.0  # the term is a hinge: only colorfulness below this share of the frame's truth costs
     w_chroma: float = 0.0  # losses.chroma_loss (hinge on per-pixel chroma)
+    w_adv: float = 0.0  # paper Eq. 11: hinge generator term of a PatchDiscriminator on (l_truth, ab)
+    disc_channels: int = 32
+    lr_disc: float = 1e-3
     val_count: int = 6
     val_min_frames: int = 60
     val_max_frames: int = 100
@@ -149,12 +154,23 @@ def soft_colorfulness(rgb: torch.Tensor) -> torch.Tensor:
     return std + 0.3 * mean
 
 
-def block_loss(model: RefColorNet, trace: dict[str, torch.Tensor], first: int, last: int, cfg: SubnetConfig) -> dict:
-    """Loss terms on frames [first, last) of a trace."""
+def block_loss(model: RefColorNet, trace: dict[str, torch.Tensor], first: int, last: int, cfg: SubnetConfig,
+               disc: torch.nn.Module | None = None, pairs: list | None = None) -> dict:
+    """Loss terms on frames [first, last) of a trace. With ``disc`` (and ``w_adv``), the adversarial
+    term; the (real, fake) normalised Lab pair is appended to ``pairs`` for the discriminator step."""
     size = (cfg.height, cfg.width)
     ab = subnet_ab(model, trace["x"][first:last], trace["ho"][first:last], size)
     lab_gt = normalize_lab(rgb_to_lab(uint8_to_tensor(trace["rgb"][first:last].numpy())))
     terms = {"l1": (ab - lab_gt[:, 1:]).abs().mean()}
+    if disc is not None and cfg.w_adv > 0:
+        # Real and fake share the truth's l: the discriminator judges the colors, not the gray
+        # conversion (inference's l comes from the gray input, a shortcut it must not learn).
+        fake = torch.cat([lab_gt[:, :1], ab], 1)
+        disc.requires_grad_(False)
+        terms["adv"] = hinge_g_loss(disc(fake))
+        disc.requires_grad_(True)
+        if pairs is not None:
+            pairs.append((lab_gt, fake.detach()))
     if cfg.w_color > 0:
         gray_l = normalize_lab(rgb_to_lab(uint8_to_tensor(trace["gray"][first:last].numpy())))[:, :1]
         rgb = lab_to_rgb_norm(gray_l, ab).clamp(0, 1)
@@ -162,7 +178,8 @@ def block_loss(model: RefColorNet, trace: dict[str, torch.Tensor], first: int, l
         terms["color"] = F.relu(cfg.color_target * truth - soft_colorfulness(rgb)).mean() / 100.0
     if cfg.w_chroma > 0:
         terms["chroma"] = chroma_loss(ab, lab_gt[:, 1:])
-    terms["loss"] = terms["l1"] + cfg.w_color * terms.get("color", 0.0) + cfg.w_chroma * terms.get("chroma", 0.0)
+    terms["loss"] = (terms["l1"] + cfg.w_color * terms.get("color", 0.0) + cfg.w_chroma * terms.get("chroma", 0.0)
+                     + cfg.w_adv * terms.get("adv", 0.0))
     return terms
 
 
@@ -214,6 +231,10 @@ class SubnetTrainer:
         if not trained:
             raise RefcolorError(f"{cfg.init_from}: this model has no colorization subnet to train")
         self.opt = torch.optim.AdamW(trained, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=1e-4)
+        self.disc = self.opt_d = None
+        if cfg.w_adv > 0:
+            self.disc = PatchDiscriminator(cfg.disc_channels)
+            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.lr_disc, betas=(0.5, 0.999), weight_decay=1e-4)
         self._prepare_data()
 
     def _prepare_data(self) -> None:
@@ -237,6 +258,16 @@ class SubnetTrainer:
             raise RefcolorError("the subnet stage needs training and held-out video sequences")
         self.train_blocks = [(i, a, b) for i, t in enumerate(self.train) for a, b in blocks_of(t, self.block)]
 
+    def discriminator_step(self, pairs: list) -> float:
+        """One hinge step of the discriminator on the step's (real, detached fake) frames."""
+        real = torch.cat([r for r, _ in pairs])
+        logits = self.disc(torch.cat([real, torch.cat([f for _, f in pairs])]))
+        d_loss = hinge_d_loss(logits[: len(real)], logits[len(real) :])
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        return float(d_loss.detach())
+
     def validate(self) -> dict:
         self.model.eval()
         scores = [s for t in self.val for s in score_trace(self.model, t, self.block, self.size)]
@@ -258,12 +289,15 @@ class SubnetTrainer:
             t0 = time.perf_counter()
             self.model.train()
             picks = rng.choice(len(self.train_blocks), size=cfg.blocks, replace=False)
-            terms = [block_loss(self.model, self.train[i], a, b, cfg) for i, a, b in (self.train_blocks[p] for p in picks)]
+            pairs: list = []
+            terms = [block_loss(self.model, self.train[i], a, b, cfg, self.disc, pairs) for i, a, b in (self.train_blocks[p] for p in picks)]
             loss = sum(t["loss"] for t in terms) / len(terms)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             row = {k: round(float(sum(float(t[k]) for t in terms) / len(terms)), 5) for k in terms[0]}
+            if pairs:
+                row["d_loss"] = round(self.discriminator_step(pairs), 5)
             append_csv(self.out / "subnet-log.csv", {"step": step, **row, "time_s": round(time.perf_counter() - t0, 3)})
             bar.set_postfix_str(f"loss {row['loss']:.4f}")
             if step % cfg.val_every == 0 or step == cfg.steps:

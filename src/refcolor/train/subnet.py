@@ -220,6 +220,7 @@ class SubnetTrainer:
         flush_denormals()
         torch.manual_seed(cfg.seed)
         self.cfg, self.out, self.size = cfg, Path(cfg.out), (cfg.height, cfg.width)
+        self.out.mkdir(parents=True, exist_ok=True)  # also when the traces live elsewhere (--traces)
         mcfg, tensors, _ = read_checkpoint(cfg.init_from)  # the model keeps its own config
         mcfg = mcfg.replace(pretrained=False, **({} if cfg.propagate_bias < -1 else {"propagate_bias": cfg.propagate_bias}))
         self.model = build_model(mcfg).eval()

@@ -24,3 +24,26 @@ def test_one_step_reaches_every_inference_parameter(tmp_path):
                  "correspondence.tau_logit", "correspondence.key_mix_logit", "correspondence.alpha",
                  "correspondence.key_proj.0.weight"):
         assert name in used, name
+
+
+def test_train_only_trains_the_named_part_alone(tmp_path):
+    """train_only = ["linkage."]: one step changes the linkage memory's weights and nothing else."""
+    cfg = tiny_config(tmp_path, "only", clip_len=6, block_size=2, w_adv=0.0, w_perc=0.0, ema_decay=0.0,
+                      freeze_backbone=[], train_only=["linkage."])
+    trainer = Trainer(cfg, progress=False)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer._set_train_mode()
+    trainer._train_step(next(trainer._loader(0)))
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p)}
+    assert changed and all(n.startswith("linkage.") for n in changed), changed
+    assert "linkage.store.q.weight" in changed
+
+
+def test_train_only_naming_nothing_is_refused(tmp_path):
+    import pytest
+
+    from refcolor.errors import RefcolorError
+
+    cfg = tiny_config(tmp_path, "none", train_only=["no_such_part."])
+    with pytest.raises(RefcolorError, match="train_only"):
+        Trainer(cfg, progress=False)

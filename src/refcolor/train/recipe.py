@@ -60,6 +60,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # 0 = off
     ema_decay: float = 0.0  # addition: EMA of the weights for validation / export (0 = off)
     freeze_backbone: list = field(default_factory=list)  # backbone parameter-name prefixes kept frozen
+    train_only: list = field(default_factory=list)  # model parameter-name prefixes that train; the rest is frozen ([] = all)
     # losses
     w_l1: float = 0.5
     w_perc: float = 0.05

@@ -139,6 +139,14 @@ class Trainer:
                 frozen += 1
         if cfg.freeze_backbone and not frozen:
             raise RefcolorError(f"freeze_backbone prefixes match no backbone parameter: {cfg.freeze_backbone}")
+        if cfg.train_only:  # a stage that trains one part on the others, e.g. the linkage storage
+            chosen = 0
+            for name, p in model.named_parameters():
+                keep = any(name == pre or name.startswith(pre) for pre in cfg.train_only)
+                p.requires_grad_(keep and p.requires_grad)
+                chosen += keep
+            if not chosen:
+                raise RefcolorError(f"train_only prefixes match no model parameter: {cfg.train_only}")
         self.model = model.to(self.device)
         groups = param_groups(model, cfg)
         self.opt_g = torch.optim.AdamW(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

@@ -101,6 +101,28 @@ def test_colorizer_step_equals_the_unoptimised_path(gray_clip):
     assert set(c.timings) == {"to_lab", "model", "to_rgb"} and c.timings["model"] > 0
 
 
+def test_colorizer_exact_rgb_is_the_kornia_conversion(gray_clip):
+    # exact_rgb=True (issue 18: evaluate the pre-OpenCV conversion): to_rgb_uint8(..., exact=True)
+    gray, ref, _ = gray_clip
+    with open_source(gray) as source:
+        frames = np.stack([f.rgb for f in source][:3])
+    reference = np.asarray(Image.open(ref))
+    fast, exact = Colorizer("warp", size=(32, 72), device="cpu"), Colorizer("warp", size=(32, 72), device="cpu",
+                                                                             exact_rgb=True)
+    for c in (fast, exact):
+        c.set_reference(reference)
+    got_fast, got_exact = fast.step(frames), exact.step(frames)
+    exact.reset_memory()
+    with torch.inference_mode():
+        lum = old_luminance(frames)
+        l_work = F.interpolate(lum, size=(32, 72), mode="area") / 50.0 - 1.0
+        ab_n, _ = exact.model.step(l_work[None], exact._ref_state, exact.memory)
+        expected = to_rgb_uint8(lum, ab_n[0] * AB_SCALE, "bilinear", exact=True)
+    assert np.array_equal(got_exact, expected)
+    diff = np.abs(got_fast.astype(int) - got_exact.astype(int))
+    assert diff.max() == 1  # the default (OpenCV) differs from it here, by one step at most
+
+
 @pytest.mark.parametrize("suffix", ["", ".mp4"])
 def test_threaded_pipeline_output_is_identical(gray_clip, tmp_path, suffix):
     import refcolor

@@ -73,6 +73,7 @@ class Colorizer:
     (to_lab, model, to_rgb). ``flush_denormals`` (on by default with the PyTorch backend on the
     CPU): the network runs with denormal floats flushed to zero on the calling thread and all its
     intra-op threads, set back after each block (cpu_math.py: same output, faster softmax).
+    ``exact_rgb``: Lab -> RGB in kornia, bit-identical to the pre-OpenCV path (to evaluate it; convert.py).
     """
 
     reference_fit = "height"  # how references are scaled: ``reference_size``'s ``fit``
@@ -88,6 +89,7 @@ class Colorizer:
         compile: bool = False,
         amp: str | None = None,
         backend: str = "torch",
+        exact_rgb: bool = False,
     ) -> None:
         from .checkpoint import load_model
 
@@ -99,6 +101,7 @@ class Colorizer:
         if upsample not in ("guided", "bilinear"):
             raise RefcolorError(f"unknown upsampling {upsample!r}; use guided or bilinear")
         self.upsample = upsample
+        self.exact_rgb = bool(exact_rgb)
         if amp not in (None, "bf16", "fp16"):
             raise RefcolorError(f"unknown --amp {amp!r}; use bf16 or fp16")
         if amp is not None and self.device.type != "cuda":
@@ -225,7 +228,7 @@ class Colorizer:
     def _finish(self, lum: Tensor, ab: Tensor) -> np.ndarray:
         start = time.perf_counter()
         with torch.inference_mode():
-            rgb = to_rgb_uint8(lum, ab, self.upsample)
+            rgb = to_rgb_uint8(lum, ab, self.upsample, exact=self.exact_rgb)
         self.timings["to_rgb"] += time.perf_counter() - start
         return rgb
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from refcolor.errors import RefcolorError
-from refcolor.eval.baselines import (GlobalTransfer, GrayMethod, ModelMethod, WelshTransfer, build_method,
-                                     gray_from_rgb, jittered_samples, local_std, rgb_to_lab_np)
+from refcolor.eval.baselines import (GlobalTransfer, GrayMethod, ModelMethod, ModelSpec, WelshTransfer, build_method,
+                                     gray_from_rgb, jittered_samples, local_std, parse_model_spec, rgb_to_lab_np)
 from refcolor.eval.metrics import colorfulness, psnr
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -111,6 +111,30 @@ def test_build_method_names_and_errors():
         WelshTransfer(samples=0)
     with pytest.raises(RefcolorError, match="uint8"):
         next(GrayMethod().colorize_sequence([np.zeros((4, 4, 3), np.float32)], np.zeros((4, 4, 3), np.uint8)))
+
+
+def test_exact_rgb_suffix_is_the_same_model_with_the_kornia_conversion():
+    # issue 18: the previous default (kornia Lab -> RGB) evaluated beside the new one in one run
+    assert parse_model_spec("warp@exact-rgb") == ModelSpec("warp", True, "warp (exact RGB)")
+    assert parse_model_spec("warp") == ModelSpec("warp", False, "warp")
+    assert parse_model_spec("runs/a@2/best.safetensors") == ModelSpec("runs/a@2/best.safetensors", False, "best")
+    fast = build_method("warp", device="cpu", size=(64, 112))
+    exact = build_method("model:warp@exact-rgb", device="cpu", size=(64, 112))
+    assert isinstance(exact, ModelMethod) and exact.name == "warp (exact RGB)" and exact.name != fast.name
+    assert exact.colorizer.exact_rgb and not fast.colorizer.exact_rgb
+    assert type(exact.colorizer.model) is type(fast.colorizer.model) and exact.spec == "warp@exact-rgb"
+
+
+def test_unknown_model_suffix_is_a_one_line_error(tmp_path, capsys):
+    from refcolor.cli import main
+
+    with pytest.raises(RefcolorError, match="unknown model suffix '@fast'.*@exact-rgb"):
+        build_method("warp@fast", device="cpu")
+    (tmp_path / "seq").mkdir()
+    cv2.imwrite(str(tmp_path / "seq" / "0.png"), np.full((16, 16, 3), 128, np.uint8))
+    code = main(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--model", "warp@fast", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("refcolor: error: unknown model suffix '@fast'")
 
 
 @needs_data

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
@@ -45,7 +45,7 @@ from ..color import lab_to_rgb, rgb_to_lab, tensor_to_uint8, uint8_to_tensor
 from ..errors import RefcolorError
 
 __all__ = ["Method", "GrayMethod", "GlobalTransfer", "WelshTransfer", "ModelMethod", "BASELINE_NAMES",
-           "build_method", "rgb_to_lab_np", "lab_to_rgb_np", "gray_from_rgb", "one_thread"]
+           "build_method", "ModelSpec", "parse_model_spec", "rgb_to_lab_np", "lab_to_rgb_np", "gray_from_rgb", "one_thread"]
 
 BASELINE_NAMES = ("gray", "global transfer", "welsh", "warp")
 _ALIASES = {"gray": "gray", "grey": "gray", "global transfer": "global transfer", "global": "global transfer",
@@ -218,9 +218,11 @@ class ModelMethod:
                  block_size: int | None = None, label: str | None = None) -> None:
         from ..inference import Colorizer
 
-        self.spec = str(spec)
-        self.colorizer = Colorizer(self.spec, device=device, size=size, block_size=block_size)
-        self.name = label or model_label(self.spec)
+        self.spec = str(spec)  # as given, suffix included (report.json; components match on it)
+        parsed = parse_model_spec(self.spec)
+        self.colorizer = Colorizer(parsed.model, device=device, size=size, block_size=block_size,
+                                   exact_rgb=parsed.exact_rgb)
+        self.name = label or parsed.label
 
     @property
     def block_size(self) -> int:
@@ -253,9 +255,36 @@ def model_label(spec: str) -> str:
     return Path(spec).stem if spec.endswith(".safetensors") else spec
 
 
+#: ``<model>@<suffix>`` variants of a model and the words added to its label.
+SPEC_SUFFIXES = {"exact-rgb": "exact RGB"}  # Lab -> RGB in kornia, as before OpenCV's (issue 18)
+
+
+class ModelSpec(NamedTuple):
+    model: str  # what ``Colorizer`` loads: ``warp``, a preset or a checkpoint path
+    exact_rgb: bool
+    label: str
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """``warp`` -> (warp, False, "warp"); ``warp@exact-rgb`` -> (warp, True, "warp (exact RGB)").
+
+    An existing file, or a text whose last ``@`` is followed by a path, is a model spec as it stands."""
+    text = spec.strip()
+    model, at, suffix = text.rpartition("@")
+    if not at or "/" in suffix or suffix.endswith(".safetensors") or Path(text).expanduser().exists():
+        return ModelSpec(text, False, model_label(text))
+    if suffix.lower() not in SPEC_SUFFIXES:
+        known = ", ".join(f"@{s}" for s in SPEC_SUFFIXES)
+        raise RefcolorError(f"unknown model suffix '@{suffix}' in {spec!r}; known: {known}")
+    if not model:
+        raise RefcolorError(f"model spec {spec!r} names no model before '@'")
+    return ModelSpec(model, True, f"{model_label(model)} ({SPEC_SUFFIXES[suffix.lower()]})")
+
+
 def build_method(name: str, *, device: str | torch.device = "auto", size: tuple[int, int] | None = None,
                  block_size: int | None = None) -> Method:
-    """``gray``, ``global transfer`` (``global``, ``reinhard``), ``welsh``, ``warp`` or ``model:<spec>``."""
+    """``gray``, ``global transfer`` (``global``, ``reinhard``), ``welsh``, ``warp`` or ``model:<spec>``;
+    a model spec may end in ``@exact-rgb`` (``parse_model_spec``)."""
     key = name.strip().lower()
     if key in _ALIASES:
         return {"gray": GrayMethod, "global transfer": GlobalTransfer, "welsh": WelshTransfer}[_ALIASES[key]]()

@@ -43,7 +43,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="REPORT_DIR",
                    help="report folder (report.json, results.csv, results.md, PNG charts and grids; flow cache inside)")
     p.add_argument("--model", action="append", default=[], metavar="SPEC",
-                   help="model to evaluate: 'warp', a preset name or a .safetensors checkpoint; repeat for several")
+                   help="model to evaluate: 'warp', a preset name or a .safetensors checkpoint; repeat for several; "
+                        "SPEC@exact-rgb: the same model with the pre-OpenCV Lab->RGB conversion (kornia, bit-identical)")
     p.add_argument("--baselines", action="store_true",
                    help="also evaluate gray, global transfer (Reinhard 2001), welsh (Welsh 2002) and warp")
     p.add_argument("--ablations", nargs="+", default=[], metavar="CKPT",

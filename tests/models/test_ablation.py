@@ -134,3 +134,32 @@ def test_switches_are_not_weights_and_refuse_missing_parts():
         make(double_head=False).set_ablation(Ablation(no_head2=True))
     with pytest.raises(RefcolorError, match="no Transformer branch"):
         make(use_transformer=False, use_linkage=False).set_ablation(Ablation(no_transformer=True))
+
+
+def test_reset_linkage_empties_the_tokens_and_keeps_propagation():
+    """reset_linkage: every block reads no linkage tokens but head 1 still reads what the previous
+    block lends; so it differs from the full model and from reset_memory (which drops both)."""
+    l, ref_lab = inputs(n_frames=6)
+    net = make(propagate_bias=0.05)
+    _, full = blocks(net, l, ref_lab)
+    net.set_ablation(Ablation(reset_linkage=True))
+    _, linkage = blocks(net, l, ref_lab)
+    net.set_ablation(Ablation(reset_memory=True))
+    _, memory = blocks(net, l, ref_lab)
+    assert torch.equal(full[0].ab, linkage[0].ab)  # the first block has no memory either way
+    assert all("tokens" not in o.memory or o.memory["tokens"] is not None for o in linkage)
+    for k in (1, 2):
+        assert not torch.equal(full[k].ab, linkage[k].ab)  # the linkage read is gone
+        assert not torch.equal(memory[k].ab, linkage[k].ab)  # propagation is still there
+    # a block under reset_linkage equals the full model's block given the lent part only
+    net.set_ablation(Ablation())
+    ref = net.encode_reference(ref_lab)
+    lent_only = {k: v for k, v in linkage[0].memory.items() if k != "tokens"}
+    with torch.inference_mode():
+        again = net.run_block(l[:, 2:4], ref, lent_only)
+    assert torch.equal(again.ab, linkage[1].ab)
+
+
+def test_reset_linkage_is_refused_without_propagation():
+    with pytest.raises(RefcolorError, match="reset_linkage"):
+        make().set_ablation(Ablation(reset_linkage=True))

@@ -21,7 +21,8 @@ __all__ = ["ROWS", "build_component_methods", "summarize", "markdown", "BAR"]
 ROWS = (
     ("subnet (W1)", "no_subnet", "colorization subnet bypassed: output = head 1's warp W1, up-sampled along the "
                                  "subnet's own path (to H/color_scale, then H)"),
-    ("memory", "reset_memory", "linkage memory reset at every block"),
+    ("memory", "reset_memory", "memory reset at every block (linkage tokens and, with propagation, what it lends)"),
+    ("linkage", "reset_linkage", "linkage tokens reset at every block, propagation kept (the paper's linkage subnet alone)"),
     ("head2", "no_head2", "head 2 off: the colorization subnet gets W1,S1 in place of W2,S2"),
     ("transformer", "no_transformer", "correspondence CNN-Transformer blocks skipped (R'_high = reduced R_high, ho = hi)"),
 )

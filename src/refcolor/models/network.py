@@ -66,7 +66,11 @@ class Ablation:
       subnet's own path (to H/color_scale, then H), so the row measures what the subnet computes and
       not a change of resampling: with lite's color_scale 2, a one-step up-sampling alone raised WE
       by 5 % on blackswan. The subnet is not run (the linkage memory is still written from ho).
-    * ``reset_memory``: every block starts with an empty linkage memory (Eq. 6 reads nothing).
+    * ``reset_memory``: every block starts with an empty memory: no linkage read (Eq. 6 reads
+      nothing) and, with propagation on, nothing lent either.
+    * ``reset_linkage``: only the linkage tokens are emptied at every block; propagation (head 1
+      reading the previous block's last frame) is kept, so the row measures the paper's linkage
+      subnet alone. Refused where it equals ``reset_memory`` (no propagation).
     * ``no_head2``: the colorization subnet receives W1,S1 in place of W2,S2. Zeros would be inputs
       the subnet never saw (gray chroma, zero similarity everywhere) and would measure its reaction
       to garbage; a copy of head 1 is what it sees when both heads agree, so it removes only
@@ -79,6 +83,7 @@ class Ablation:
 
     no_subnet: bool = False
     reset_memory: bool = False
+    reset_linkage: bool = False
     no_head2: bool = False
     no_transformer: bool = False
 
@@ -98,6 +103,8 @@ class RefColorNet(nn.Module):
         """Switch components off for evaluation (``Ablation``); set it before encoding references."""
         if ablation.reset_memory and self.linkage is None:
             raise RefcolorError("ablation reset_memory: this model has no linkage memory (use_linkage=False)")
+        if ablation.reset_linkage and (self.linkage is None or self.cfg.propagate_bias < 0):
+            raise RefcolorError("ablation reset_linkage: without propagation it is the same as reset_memory")
         if ablation.no_head2 and not self.cfg.double_head:
             raise RefcolorError("ablation no_head2: this model has one head (double_head=False)")
         if ablation.no_transformer and not (self.cfg.use_transformer and self.cfg.num_ct_blocks):
@@ -147,6 +154,8 @@ class RefColorNet(nn.Module):
         if self.ablation.reset_memory:
             memory = None
         tokens, lent = split_memory(memory)
+        if self.ablation.reset_linkage:
+            tokens = None
         l = l_block.reshape(b * n, 1, h, w)
         heads, ho, grid, sizes = self._features(l, tokens, n)
         cs = self.cfg.color_scale  # the colorization subnet runs at (h, w) / cs

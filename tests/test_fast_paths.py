@@ -124,12 +124,32 @@ def test_colorizer_exact_rgb_is_the_kornia_conversion(gray_clip):
 
 
 @pytest.mark.parametrize("suffix", ["", ".mp4"])
-def test_threaded_pipeline_output_is_identical(gray_clip, tmp_path, suffix):
+def test_threaded_pipeline_output_is_identical(gray_clip, tmp_path, suffix, monkeypatch):
+    """Threaded and serial runs hand the writer the same frames with the same timestamps.
+
+    For a frame folder (lossless) the files are compared too. An mp4 is compared up to what
+    libx264 hands out: in some processes the first colorize run's encode differs from every
+    later encode of the same frames and timestamps (measured after tests/eval, in about one
+    process in three: packet sizes 2819/586 vs 2814/590 in the first segment, elsewhere decoded
+    pixels up to 18 levels apart in one segment), which made this test fail once in a while."""
     import refcolor
+    import refcolor.background as background
 
     gray, ref, _ = gray_clip
+    written: list = []
+    plain_write = background.BlockWriter._write
+
+    def recording_write(self, finish, pts):
+        def finish_and_record():
+            frames = finish()
+            written[-1].append((frames.copy(), list(pts)))
+            return frames
+        plain_write(self, finish_and_record, pts)
+
+    monkeypatch.setattr(background.BlockWriter, "_write", recording_write)
     outputs = []
     for threads in (False, True):
+        written.append([])
         out = tmp_path / f"out-{threads}{suffix}"
         # segments of 5 frames: the writer thread is synchronised at each segment's end
         result = refcolor.colorize(gray, ref, out, size=(32, 72), progress=False, device="cpu",
@@ -138,7 +158,13 @@ def test_threaded_pipeline_output_is_identical(gray_clip, tmp_path, suffix):
         assert {"decode", "to_lab", "model", "to_rgb", "encode"} <= set(result.timings)
         with open_source(out) as source:
             outputs.append(np.stack([f.rgb for f in source]))
-    assert outputs[0].shape[0] == 12 and np.array_equal(outputs[0], outputs[1])
+    assert outputs[0].shape == outputs[1].shape and outputs[0].shape[0] == 12
+    serial, threaded = written
+    assert [p for _, p in serial] == [p for _, p in threaded]
+    assert np.array_equal(np.concatenate([f for f, _ in serial]), np.concatenate([f for f, _ in threaded]))
+    assert len(np.concatenate([f for f, _ in serial])) == 12
+    if not suffix:
+        assert np.array_equal(outputs[0], outputs[1])
 
 
 def test_read_ahead_is_bounded_and_in_order():

@@ -142,7 +142,7 @@ class Trainer:
         if cfg.train_only:  # a stage that trains one part on the others, e.g. the linkage storage
             chosen = 0
             for name, p in model.named_parameters():
-                keep = any(name == pre or name.startswith(pre) for pre in cfg.train_only)
+                keep = name.startswith(tuple(cfg.train_only))
                 p.requires_grad_(keep and p.requires_grad)
                 chosen += keep
             if not chosen:

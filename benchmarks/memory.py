@@ -86,7 +86,7 @@ def child(args) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
     result = colorize(args.video, args.reference, args.out, model=model, size=args.size, device=device,
-                      overwrite=True, progress=False)
+                      overwrite=True, progress=False, segment_frames=args.segment)
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
@@ -182,7 +182,8 @@ def report(rows: list[dict], info: dict, args) -> None:
     trend = [[r["preset"], r.get("repeat", 0) + 1, r["length"], *(f"{q:.0f}" for q in quarters(r["trace"]))]
              for r in rows if r.get("trace")]
     stats, verdicts = summary(rows)
-    md = "\n".join([machine_line(info), "", f"Input {args.input} (HxW), working size {args.size}.", "",
+    md = "\n".join([machine_line(info), "", f"Input {args.input} (HxW), working size {args.size}, segments of {args.segment} frames"
+                    f"{', MALLOC_ARENA_MAX=' + os.environ['MALLOC_ARENA_MAX'] if 'MALLOC_ARENA_MAX' in os.environ else ''}.", "",
                     table(["preset", "length", "repeats", "mean peak RSS MB", "range", "std", "range / mean"], stats),
                     "", table(["preset", "lengths", "ratio of the means", "per repeat", "within 5 %"], verdicts), "",
                     "Every run:", "",
@@ -190,8 +191,8 @@ def report(rows: list[dict], info: dict, args) -> None:
                            "CUDA peak MB", "frames/s"], body),
                     *(["", "Median RSS (MB) in each quarter of the longest runs (sampled every 0.5 s):", "",
                        table(["preset", "repeat", "length", "1st quarter", "2nd", "3rd", "4th"], trend)] if trend else [])])
-    write_results("memory", {"machine": info, "args": vars(args), "rows": rows}, md)
-    plot(rows, RESULTS / "memory.png")
+    write_results(args.name, {"machine": info, "args": vars(args), "rows": rows}, md)
+    plot(rows, RESULTS / f"{args.name}.png")
 
 
 def main() -> None:
@@ -202,6 +203,9 @@ def main() -> None:
                         "what grows with the length; paper at 64x112 would add ~0.5 s per frame here)")
     parser.add_argument("--input", default="1080x1920", help="input size HxW")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="memory", help="results file stem under benchmarks/results")
+    parser.add_argument("--segment", type=int, default=480, help="frames per output segment (colorize's "
+                        "segment_frames; a small value puts many segment boundaries into a short run)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each length, each in a fresh subprocess")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
@@ -215,7 +219,7 @@ def main() -> None:
     set_threads(args.threads)
     info = machine()
     h, w = (int(v) for v in args.input.split("x"))
-    old = RESULTS / "memory.json"
+    old = RESULTS / f"{args.name}.json"
     kept = [r for r in json.loads(old.read_text())["rows"] if r["preset"] not in args.presets] if old.exists() else []
     rows = []
     with tempfile.TemporaryDirectory(prefix="refcolor-mem-") as tmp:
@@ -225,7 +229,7 @@ def main() -> None:
             for repeat, length in ((k, n) for k in range(args.repeats) for n in sorted(args.lengths)):
                 cmd = [sys.executable, __file__, "--child", "--preset", preset, "--video", str(videos[length]),
                        "--reference", str(reference), "--out", str(tmp / "out.mp4"), "--size", args.size,
-                       "--threads", str(args.threads)] + (["--trace"] if length == max(args.lengths) else [])
+                       "--threads", str(args.threads), "--segment", str(args.segment)] + (["--trace"] if length == max(args.lengths) else [])
                 proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if line is None:

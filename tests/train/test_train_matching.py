@@ -53,3 +53,31 @@ def test_optimizer_gives_tau_its_own_rate_and_only_trains_the_key_path():
     # lr_tau < 0: tau shares the scalars' rate
     opt = matching_optimizer(net, MatchingConfig(init_from="", lr_scalars=3e-2))
     assert [g["lr"] for g in opt.param_groups] == [1e-3, 3e-2, 3e-2]
+
+
+def test_cache_folder_can_be_shared_between_runs(tmp_path, monkeypatch):
+    """``cache``: a second run from the same frozen taps reads the first run's cache folder."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from refcolor.train import matching
+
+    folders = []
+
+    def fake_cache(model, seq, indices, size, folder, keep_rgb):
+        folders.append(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({"raw": torch.zeros(len(indices), 1)}, str(folder / f"{seq.name}.safetensors"))
+        return folder / f"{seq.name}.safetensors"
+
+    seq = SimpleNamespace(name="clip", num_frames=20, kind="video")
+    monkeypatch.setattr(matching, "build_cache", fake_cache)
+    monkeypatch.setattr(matching, "discover", lambda *a, **k: SimpleNamespace(held_out=[], sequences=[seq]))
+    for cache, expected in (("", tmp_path / "run" / "cache"), (str(tmp_path / "shared"), tmp_path / "shared")):
+        trainer = matching.MatchingTrainer.__new__(matching.MatchingTrainer)
+        trainer.cfg = matching.MatchingConfig(init_from="", out=str(tmp_path / "run"), cache=cache)
+        trainer.out, trainer.model, trainer.size = Path(trainer.cfg.out), None, (216, 384)
+        trainer._prepare_data()
+        assert folders[-1] == expected and len(trainer.train) == 1

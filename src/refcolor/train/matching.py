@@ -46,6 +46,7 @@ class MatchingConfig:
     init_from: str  # checkpoint whose frozen parts fill the cache (e.g. the packaged lite)
     data: list = field(default_factory=list)  # training roots (see train/sources.py)
     out: str = ""
+    cache: str = ""  # cache folder (default OUT/cache); runs from the same frozen taps can share one
     preset: str = "lite"
     height: int = 216
     width: int = 384
@@ -177,7 +178,7 @@ class MatchingTrainer:
         held_names = {s.name for s in held}
         videos = held + [s for s in disc.sequences if s.kind != "still"]
         print(f"matching stage: validation on {', '.join(f'{s.name} ({s.num_frames})' for s in held)}", flush=True)
-        cache = self.out / "cache"
+        cache = Path(cfg.cache) if cfg.cache else self.out / "cache"
         t0 = time.perf_counter()
         self.train_files, self.val_files = [], []
         from tqdm import tqdm

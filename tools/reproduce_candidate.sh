@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Rebuild the session-8 candidate (docs/MODEL.md "Session 8") from the packaged `lite` weights:
+# Rebuild the session-8 candidate (docs/MODEL.md) from the packaged `lite` weights, as session 9 did:
 #
 #     bash tools/reproduce_candidate.sh [RUNS_DIR] [DATA_DIR]    # defaults: runs ../shared/data/train
 #
 #   1. stage 1, the matching on cached frozen taps (tools/train_matching.py), 200 steps, then 50 more
 #      with the scalars' rate at 3e-2 (docs/TRAINING.md "Session 6");
-#   2. propagation on (propagate_bias 0.05, read at inference, no training);
-#   3. stage 3, the colorization subnet on traces (tools/train_subnet.py), L1 + 0.1 x the one-sided
-#      colorfulness term at 0.9, 600 steps, kept by the "color" rule (docs/TRAINING.md "Session 7");
-#   4. stage 2 restricted to the linkage memory (train_only, 3-block clips), 20 steps
-#      (docs/TRAINING.md "Session 8").
-# One torch thread each; about 2 h on this 2-core CPU (a second process can fill the stage-1 cache and
-# the traces from the other end: runs/ helpers are not part of the recipe). Each step is skipped when
-# its output exists, so the script resumes after an interruption.
+#   2. propagation on (propagate_bias 0.05, read at inference, no training) -> candidate-s6;
+#   3. stage 3, the colorization subnet on traces of candidate-s6 (tools/train_subnet.py), L1 + 0.1 x
+#      the one-sided colorfulness term at 0.9, 600 steps, kept by the "color" rule (TRAINING.md "Session 7");
+#   4. stage 2 restricted to the linkage memory (train_only, 3-block clips) from candidate-s6, 20 steps,
+#      EMA 0.95 (TRAINING.md "Session 8"); independent of 3, so the two can run side by side (one
+#      thread each);
+#   5. the candidate: 4's weights with 3's colorization subnet (the only tensors 3 trains).
+# About 1.5 h on this 2-core CPU with a second process filling the stage-1 cache and the traces from the
+# other end. Each step is skipped when its output exists, so the script resumes after an interruption.
 set -euo pipefail
 RUNS=${1:-runs}
 DATA=${2:-../shared/data/train}
@@ -35,7 +36,18 @@ PY
     --init-from "$RUNS/candidate-s6.safetensors" --data "$DATA" --out "$RUNS/subnet-f" --traces "$RUNS/traces" \
     --steps 600 --w-color 0.1 --color-target 0.9 --val-every 100 --select color
 [[ -f "$RUNS/linkage/model-best.safetensors" ]] || refcolor train --config configs/lite.toml --data "$DATA" \
-    --out "$RUNS/linkage" --steps 20 --set "init_from=\"$RUNS/subnet-f/subnet-best.safetensors\"" \
+    --out "$RUNS/linkage" --steps 20 --set "init_from=\"$RUNS/candidate-s6.safetensors\"" \
     --set 'train_only=["linkage."]' --set model.propagate_bias=0.05 --set block_size=3 --set clip_len=9 \
-    --set w_adv=0 --set w_perc=0 --set lr=3e-4 --set val_every=20 --set checkpoint_every=10 --set threads=1
-echo "candidate: $RUNS/linkage/model-best.safetensors"
+    --set w_adv=0 --set w_perc=0 --set lr=3e-4 --set ema_decay=0.95 --set val_every=20 --set checkpoint_every=10 \
+    --set threads=1
+python - "$RUNS" <<'PY'
+import sys
+from refcolor.checkpoint import load_model, save_model
+runs = sys.argv[1]
+model, subnet = load_model(f"{runs}/linkage/model-best.safetensors"), load_model(f"{runs}/subnet-f/subnet-best.safetensors")
+state = model.state_dict()
+state.update({k: v for k, v in subnet.state_dict().items() if k.startswith("colorization.")})
+model.load_state_dict(state)
+save_model(model, f"{runs}/candidate.safetensors")
+PY
+echo "candidate: $RUNS/candidate.safetensors"

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", required=True, help="checkpoint whose frozen parts fill the cache")
     p.add_argument("--data", action="append", required=True, help="training root (repeatable)")
     p.add_argument("--out", required=True)
+    p.add_argument("--cache", default="", help="cache folder shared between runs from the same frozen taps (default OUT/cache)")
     for f in dataclasses.fields(MatchingConfig):
         if f.name not in ("init_from", "data", "out") and f.type in ("int", "float"):
             p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=f.default)

@@ -81,3 +81,16 @@ def test_cache_folder_can_be_shared_between_runs(tmp_path, monkeypatch):
         trainer.out, trainer.model, trainer.size = Path(trainer.cfg.out), None, (216, 384)
         trainer._prepare_data()
         assert folders[-1] == expected and len(trainer.train) == 1
+
+
+def test_command_line_takes_the_cache_folder(capsys):
+    """tools/train_matching.py --cache is an option of the command (a run stops at the missing checkpoint)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_matching_tool", Path(__file__).parents[2] / "tools" / "train_matching.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--init-from", "/nonexistent.safetensors", "--data", "/nonexistent", "--out", "/nonexistent-run",
+                      "--cache", "/nonexistent-cache", "--steps", "1"]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err

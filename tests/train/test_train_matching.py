@@ -75,12 +75,13 @@ def test_cache_folder_can_be_shared_between_runs(tmp_path, monkeypatch):
     seq = SimpleNamespace(name="clip", num_frames=20, kind="video")
     monkeypatch.setattr(matching, "build_cache", fake_cache)
     monkeypatch.setattr(matching, "discover", lambda *a, **k: SimpleNamespace(held_out=[], sequences=[seq]))
-    for cache, expected in (("", tmp_path / "run" / "cache"), (str(tmp_path / "shared"), tmp_path / "shared")):
+    for cache, expected in ((str(tmp_path / "shared"), tmp_path / "shared"), ("", tmp_path / "run" / "cache")):
         trainer = matching.MatchingTrainer.__new__(matching.MatchingTrainer)
         trainer.cfg = matching.MatchingConfig(init_from="", out=str(tmp_path / "run"), cache=cache)
         trainer.out, trainer.model, trainer.size = Path(trainer.cfg.out), None, (216, 384)
         trainer._prepare_data()
         assert folders[-1] == expected and len(trainer.train) == 1
+        assert trainer.out.is_dir()  # the run's own files (logs, checkpoints) have their folder
 
 
 def test_command_line_takes_the_cache_folder(capsys):

@@ -179,6 +179,7 @@ class MatchingTrainer:
         videos = held + [s for s in disc.sequences if s.kind != "still"]
         print(f"matching stage: validation on {', '.join(f'{s.name} ({s.num_frames})' for s in held)}", flush=True)
         cache = Path(cfg.cache) if cfg.cache else self.out / "cache"
+        self.out.mkdir(parents=True, exist_ok=True)  # also when the cache lives elsewhere
         t0 = time.perf_counter()
         self.train_files, self.val_files = [], []
         from tqdm import tqdm

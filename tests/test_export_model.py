@@ -39,7 +39,11 @@ def report(psnr: float, we: float, color: float, data: str = "/x/davis16-dev") -
 
 def test_default_bars_pass_only_when_every_bar_is_met():
     assert export_model.default_bars(report(32.0, 0.95, 29.0)) == []
-    assert len(export_model.default_bars(report(31.28, 0.950, 26.75))) == 2  # the shipped lite: PSNR and COLOR missed
+    assert len(export_model.default_bars(report(31.28, 0.950, 26.75))) == 2  # the first shipped lite: PSNR and COLOR missed
+    assert export_model.default_bars(report(31.75, 0.96, 28.71)) == []  # the Quality issue's bars, at their edges
+    missed = export_model.default_bars(report(31.80, 0.835, 28.05))  # candidate-s8: only COLOR
+    assert len(missed) == 1 and "COLOR" in missed[0]
+    assert "PSNR" in export_model.default_bars(report(31.74, 0.9, 29.0))[0]
     assert "WE" in export_model.default_bars(report(32.0, 1.0, 29.0))[0]
     assert "not a full davis16-dev run" in export_model.default_bars(report(32.0, 0.95, 29.0, data="/x/train"))[0]
 

@@ -12,7 +12,7 @@
 #      EMA 0.95 (TRAINING.md "Session 8"); independent of 3, so the two can run side by side (one
 #      thread each);
 #   5. the candidate: 4's weights with 3's colorization subnet (the only tensors 3 trains).
-# About 1.5 h on this 2-core CPU with a second process filling the stage-1 cache and the traces from the
+# About 1.5 h on this 2-core CPU with a second process (tools/fill_from_end.py) filling the stage-1 cache and the traces from the
 # other end. Each step is skipped when its output exists, so the script resumes after an interruption.
 set -euo pipefail
 RUNS=${1:-runs}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the session-8 candidate (docs/MODEL.md) from the packaged `lite` weights, as session 9 did:
+# Rebuild the session-8 candidate (docs/MODEL.md) from the first packaged `lite` weights, as session 9 did:
 #
 #     bash tools/reproduce_candidate.sh [RUNS_DIR] [DATA_DIR]    # defaults: runs ../shared/data/train
 #
@@ -18,9 +18,12 @@ set -euo pipefail
 RUNS=${1:-runs}
 DATA=${2:-../shared/data/train}
 mkdir -p "$RUNS"
+# The start: the lite weights shipped before this candidate replaced them (git history, commit 1312519).
+START="$RUNS/lite-v2.safetensors"
+[[ -f "$START" ]] || git show 1312519:src/refcolor/weights/lite.safetensors > "$START"
 
 [[ -f "$RUNS/matching/matching-best.safetensors" ]] || python tools/train_matching.py \
-    --init-from src/refcolor/weights/lite.safetensors --data "$DATA" --out "$RUNS/matching" --steps 200 --val-every 50
+    --init-from "$START" --data "$DATA" --out "$RUNS/matching" --steps 200 --val-every 50
 [[ -f "$RUNS/matching-b/matching-best.safetensors" ]] || python tools/train_matching.py \
     --init-from "$RUNS/matching/matching-best.safetensors" --data "$DATA" --out "$RUNS/matching-b" \
     --steps 50 --val-every 50 --lr-scalars 0.03 --seed 1 --cache "$RUNS/matching/cache"

@@ -47,6 +47,9 @@ class ModelConfig:
     # addition (models/propagation.py): the previous block's last frame joins head 1's reference
     # positions with its logits lowered by this margin (cosine units); < 0: off (the paper's model)
     propagate_bias: float = -1.0
+    # inference calibration (tools/chroma_gain.py): the output ab is multiplied by this factor, chosen
+    # on held-out training sequences; 1.0 = the network's output as trained (training presets keep 1.0)
+    chroma_gain: float = 1.0
     num_res_blocks: int = 3
     num_ct_blocks: int = 3  # CNN-Transformer blocks augmenting R_high
     corr_heads: int = 6  # attention heads in the correspondence subnet
@@ -81,6 +84,8 @@ class ModelConfig:
         lo, hi = self.tau_range
         if self.learn_tau and not 0 < lo < self.tau < hi:
             raise RefcolorError(f"tau {self.tau} must lie inside tau_range ({lo}, {hi})")
+        if not 0.5 <= self.chroma_gain <= 2.0:
+            raise RefcolorError(f"chroma_gain {self.chroma_gain} must lie in [0.5, 2]")
         if self.key_mix and not 0 < self.key_mix_init < 1:
             raise RefcolorError("key_mix_init must lie in (0, 1)")
         if (self.key_mix or self.key_proj_hidden) and not self.raw_keys:

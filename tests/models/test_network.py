@@ -169,3 +169,26 @@ def test_old_checkpoint_configs_keep_their_architecture():
     assert not cfg.key_mix and cfg.key_proj_hidden == 0 and not cfg.learn_tau
     net = build_model(cfg.replace(pretrained=False))
     assert net.correspondence.key_proj is None and not hasattr(net.correspondence, "tau_logit")
+
+
+def test_chroma_gain_scales_only_the_output():
+    """ModelConfig.chroma_gain multiplies the output ab and leaves the memory (and W1) as they were."""
+    plain, gained = make("lite", propagate_bias=0.05).eval(), make("lite", propagate_bias=0.05, chroma_gain=1.25).eval()
+    gained.load_state_dict(plain.state_dict())
+    l, ref = inputs(n_frames=4, size=SIZES["lite"])
+    with torch.inference_mode():
+        runs = []
+        for net in (plain, gained):
+            state, memory, abs_ = net.encode_reference(ref), net.init_memory(), []
+            for start in (0, 2):
+                out = net.run_block(l[:, start:start + 2], state, memory)
+                memory = out.memory
+                abs_.append(out.ab)
+            runs.append((torch.cat(abs_, 1), out.warped[0], memory))
+    (ab1, w1, mem1), (ab2, w2, mem2) = runs
+    assert ab1.abs().max() > 0
+    torch.testing.assert_close(ab2, ab1 * 1.25)
+    assert torch.equal(w1, w2)
+    assert all(torch.equal(a, b) for a, b in zip(mem1.values(), mem2.values()))
+    with pytest.raises(RefcolorError, match="chroma_gain"):
+        get_config("lite", chroma_gain=3.0)

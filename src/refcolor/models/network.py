@@ -186,6 +186,8 @@ class RefColorNet(nn.Module):
         if cs > 1:
             ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         ab = ab.view(b, n, 2, h, w)
+        if self.cfg.chroma_gain != 1.0:  # after everything the memory keeps: it changes only the output
+            ab = ab * self.cfg.chroma_gain
         if self.linkage is not None and ho is not None:
             tokens = self.linkage.write(tokens, ho, grid)
         memory = tokens

@@ -68,8 +68,8 @@ def machine() -> dict:
 
 
 def build(preset: str):
-    """``warp`` (ImageNet Lite0, no trained layer), ``lite-packaged`` (the shipped weights, whose
-    architecture predates the learned matching key) or a checkpoint path, or a preset with random-init weights:
+    """``warp`` (ImageNet Lite0, no trained layer), ``lite-packaged`` (the shipped weights with
+    their own config: learned h/4 key, propagation) or a checkpoint path, or a preset with random-init weights:
     speed does not depend on the values (the packaged ``lite`` runs at the same speed)."""
     from refcolor.config import get_config
     from refcolor.models.network import build_model

@@ -125,7 +125,7 @@ class ModelConfig:
 
 # The training-free warp's named variants (models/warp.py WarpConfig overrides). ``warp-prop``: the
 # previous block's last frame joins the reference (models/propagation.py), with the margin chosen
-# on held-out training sequences (docs/MODEL.md).
+# on held-out training sequences (docs/MODEL-HISTORY.md, session 6).
 WARP_PRESETS: dict[str, dict[str, Any]] = {"warp": {}, "warp-prop": {"propagate_bias": 0.05}}
 
 PRESETS: dict[str, dict[str, Any]] = {

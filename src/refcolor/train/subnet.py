@@ -1,7 +1,7 @@
 """Stage 3 of training: the colorization subnet alone, on traces of the frozen network.
 
 Stages 1-2 leave the subnet where the packaged ``lite`` left it: its output equals head 1's warp
-W1 within 0.4 ab units, so it neither adds quality nor keeps colors (docs/MODEL.md). The subnet is
+W1 within 0.4 ab units, so it neither adds quality nor keeps colors (docs/MODEL-HISTORY.md). The subnet is
 a leaf of the method: nothing downstream reads its output (the linkage memory stores ``ho`` of the
 correspondence subnet, propagation lends W1). So with everything else frozen, its exact inputs
 under evaluation's protocol can be recorded once and the subnet trained on them alone:

@@ -6,19 +6,36 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from refcolor.errors import RefcolorError
 from refcolor.video import open_source, read_image
 
 
 def frames_at(path: str, wanted: list[int]) -> dict[int, np.ndarray]:
     with open_source(path) as source:
-        return {f.index: f.rgb for f in source if f.index in wanted}
+        found = {f.index: f.rgb for f in source if f.index in wanted}
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise RefcolorError(f"{path} has no frame {', '.join(map(str, missing))} ({len(found)} of the wanted found)")
+    return found
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    try:
+        build(argv)
+    except (RefcolorError, OSError) as err:
+        print(f"strip: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build(argv: list[str] | None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
@@ -26,7 +43,7 @@ def main() -> None:
     p.add_argument("--frames", nargs="+", type=int, required=True)
     p.add_argument("--width", type=int, default=320, help="width of each tile")
     p.add_argument("--out", required=True)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     src, dst = frames_at(args.input, args.frames), frames_at(args.output, args.frames)
     w = args.width
     tile = lambda rgb: Image.fromarray(rgb).resize((w, round(rgb.shape[0] * w / rgb.shape[1])), Image.LANCZOS)  # noqa: E731
@@ -48,9 +65,12 @@ def main() -> None:
         sheet.paste(a, (0, y + 16))
         sheet.paste(b, (w, y + 16))
         y += th + 16
-    sheet.save(args.out, optimize=True)
-    print(args.out)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")  # written whole, then renamed: never a half image
+    sheet.save(tmp, optimize=True)
+    os.replace(tmp, out)
+    print(out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

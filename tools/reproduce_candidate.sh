@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the session-8 candidate (docs/MODEL.md) from the first packaged `lite` weights, as session 9 did:
+# Rebuild the packaged `lite` weights (docs/MODEL.md; session 8's candidate) from the `lite` weights first packaged (commit 1312519):
 #
 #     bash tools/reproduce_candidate.sh [RUNS_DIR] [DATA_DIR]    # defaults: runs ../shared/data/train
 #
@@ -11,8 +11,10 @@
 #   4. stage 2 restricted to the linkage memory (train_only, 3-block clips) from candidate-s6, 20 steps,
 #      EMA 0.95 (TRAINING.md "Session 8"); independent of 3, so the two can run side by side (one
 #      thread each);
-#   5. the candidate: 4's weights with 3's colorization subnet (the only tensors 3 trains).
-# About 1.5 h on this 2-core CPU with a second process (tools/fill_from_end.py) filling the stage-1 cache and the traces from the
+#   5. the candidate: 4's weights with 3's colorization subnet (the only tensors 3 trains);
+#   6. its output chroma gain chosen on the held-out sequences (tools/chroma_gain.py; 1.00 in session
+#      10), then the fp16 export, tensor for tensor the packaged `lite` weights (docs/MODEL.md).
+# About 1 h 15 min on this 2-core CPU (session 10: 62 min to step 5, with steps 3 and 4 run side by side by hand) with a second process (tools/fill_from_end.py) filling the stage-1 cache and the traces from the
 # other end. Each step is skipped when its output exists, so the script resumes after an interruption.
 set -euo pipefail
 RUNS=${1:-runs}
@@ -53,4 +55,8 @@ state.update({k: v for k, v in subnet.state_dict().items() if k.startswith("colo
 model.load_state_dict(state)
 save_model(model, f"{runs}/candidate.safetensors")
 PY
-echo "candidate: $RUNS/candidate.safetensors"
+[[ -f "$RUNS/candidate-gain.safetensors" ]] || python tools/chroma_gain.py "$RUNS/candidate.safetensors" \
+    --data "$DATA" --write "$RUNS/candidate-gain.safetensors"
+python tools/export_model.py "$RUNS/candidate-gain.safetensors" --out "$RUNS/lite.safetensors" \
+    --note "tools/reproduce_candidate.sh"
+echo "candidate: $RUNS/candidate.safetensors; packaged form: $RUNS/lite.safetensors"

@@ -47,6 +47,9 @@ class ModelConfig:
     # addition (models/propagation.py): the previous block's last frame joins head 1's reference
     # positions with its logits lowered by this margin (cosine units); < 0: off (the paper's model)
     propagate_bias: float = -1.0
+    # the lent frame's positions on every s-th row and column of head 1's grid: s x s fewer memory
+    # positions, so propagation adds 1/s^2 of the correlation rather than doubling it (1 = all)
+    propagate_stride: int = 1
     # inference calibration (tools/chroma_gain.py): the output ab is multiplied by this factor, chosen
     # on held-out training sequences; 1.0 = the network's output as trained (training presets keep 1.0)
     chroma_gain: float = 1.0
@@ -84,6 +87,8 @@ class ModelConfig:
         lo, hi = self.tau_range
         if self.learn_tau and not 0 < lo < self.tau < hi:
             raise RefcolorError(f"tau {self.tau} must lie inside tau_range ({lo}, {hi})")
+        if not (isinstance(self.propagate_stride, int) and 1 <= self.propagate_stride <= 4):
+            raise RefcolorError(f"propagate_stride {self.propagate_stride} must be an integer in 1-4")
         if not 0.5 <= self.chroma_gain <= 2.0:
             raise RefcolorError(f"chroma_gain {self.chroma_gain} must lie in [0.5, 2]")
         if self.key_mix and not 0 < self.key_mix_init < 1:

@@ -76,3 +76,37 @@ def test_network_memory_holds_tokens_and_what_it_lends():
         ab2, mem2 = net.step(l, ref, mem)
     assert not torch.allclose(ab1, ab2)
     assert {k: v.shape for k, v in mem.items()} == {k: v.shape for k, v in mem2.items()}  # constant size
+
+
+def test_stride_lends_every_sth_position_of_the_grid():
+    from refcolor.models.propagation import lend
+
+    keys, warped = torch.randn(1, 2, 4, 6 * 8), torch.randn(1, 2, 2, 6, 8)
+    full, sparse = lend(keys, warped), lend(keys, warped, stride=2)
+    assert torch.equal(full.keys, keys[:, -1]) and torch.equal(full.ab, warped[:, -1].flatten(2))
+    assert torch.equal(sparse.keys, keys[:, -1].view(1, 4, 6, 8)[..., ::2, ::2].flatten(2))
+    assert torch.equal(sparse.ab, warped[:, -1, :, ::2, ::2].flatten(2))
+
+
+def test_network_with_a_sparse_memory_differs_only_from_the_second_block():
+    torch.manual_seed(0)
+    dense = build_model(get_config("lite", pretrained=False, propagate_bias=0.0)).eval()
+    sparse = build_model(get_config("lite", pretrained=False, propagate_bias=0.0, propagate_stride=2)).eval()
+    sparse.load_state_dict(dense.state_dict())
+    l = torch.rand(1, 2, 1, 32, 48) * 2 - 1
+    ref = dense.encode_reference(torch.rand(1, 3, 32, 48) * 2 - 1)
+    with torch.no_grad():
+        (a1, m1), (b1, n1) = dense.step(l, ref, None), sparse.step(l, ref, None)
+        assert torch.equal(a1, b1) and n1["keys"].shape[-1] * 4 == m1["keys"].shape[-1]
+        a2, b2 = dense.step(l, ref, m1)[0], sparse.step(l, ref, n1)[0]
+    assert torch.isfinite(b2).all() and not torch.allclose(a2, b2)
+
+
+def test_stride_out_of_range_is_refused():
+    import pytest
+
+    from refcolor.errors import RefcolorError
+
+    for bad in (0, 5, 1.5):
+        with pytest.raises(RefcolorError, match="propagate_stride"):
+            get_config("lite", pretrained=False, propagate_stride=bad)

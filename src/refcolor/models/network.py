@@ -195,7 +195,7 @@ class RefColorNet(nn.Module):
             # the memory lends head 1's own warp W1, not the subnet's output: measured on davis16-dev,
             # lending the output (up-sampled, then pooled back) faded color block after block
             k1 = heads[0]
-            memory = join_memory(tokens, lend(k1.view(b, n, *k1.shape[1:]), warped[0]))
+            memory = join_memory(tokens, lend(k1.view(b, n, *k1.shape[1:]), warped[0], self.cfg.propagate_stride))
         return BlockOutput(ab=ab, warped=warped, similarity=similarity, memory=memory)
 
     def step(self, l_block: Tensor, ref: RefState, memory: Memory) -> tuple[Tensor, Memory]:

@@ -41,7 +41,13 @@ def join(query: Tensor, key: Tensor, value: Tensor, memory: Propagated | None, b
             torch.cat([value, memory.ab.to(value.dtype)], dim=-1))
 
 
-def lend(keys: Tensor, warped: Tensor) -> Propagated:
+def lend(keys: Tensor, warped: Tensor, stride: int = 1) -> Propagated:
     """keys B,N,K,P of a block on head 1's grid and its warp W1 there, B,N,2,gh,gw (both model
-    kinds lend W1, already on the grid) -> the last frame's keys and chroma."""
-    return Propagated(keys=keys[:, -1], ab=warped[:, -1].flatten(2))
+    kinds lend W1, already on the grid) -> the last frame's keys and chroma, on every ``stride``-th
+    row and column of the grid (a sparser memory: the correlation grows by P / stride^2)."""
+    last_keys, last_ab = keys[:, -1], warped[:, -1]
+    if stride > 1:
+        gh, gw = last_ab.shape[-2:]
+        last_keys = last_keys.unflatten(-1, (gh, gw))[..., ::stride, ::stride].flatten(-2).contiguous()
+        last_ab = last_ab[..., ::stride, ::stride]
+    return Propagated(keys=last_keys, ab=last_ab.flatten(2))

@@ -45,7 +45,7 @@ PY
     --set 'train_only=["linkage."]' --set model.propagate_bias=0.05 --set block_size=3 --set clip_len=9 \
     --set w_adv=0 --set w_perc=0 --set lr=3e-4 --set ema_decay=0.95 --set val_every=20 --set checkpoint_every=10 \
     --set threads=1
-python - "$RUNS" <<'PY'
+[[ -f "$RUNS/candidate.safetensors" ]] || python - "$RUNS" <<'PY'
 import sys
 from refcolor.checkpoint import load_model, save_model
 runs = sys.argv[1]

@@ -1,16 +1,23 @@
-"""``malloc_trim`` after each output segment (``refcolor.heap``) on or off: speed and peak memory, A/B.
+"""``refcolor.heap`` on or off: speed and peak memory of the same run, A/B.
 
-    nice -n 15 python benchmarks/heap.py          # warp at 32x56, 1080p, 200 frames in segments of 50
+    nice -n 15 python benchmarks/heap.py                      # warp at 32x56, 1080p, 200 frames in segments of 50
+    python benchmarks/heap.py --modes shipped dynamic --size 216x384 --threads 2 --segment 480 --frames 100 \
+        --rounds 4 --name heap-threshold-216x384                # the default size, both cores
 
-Each round runs ``refcolor.colorize`` twice in fresh subprocesses, once as shipped (trim after
-each segment) and once without it, alternating which goes first; short segments (``--segment``)
-put several segment boundaries into a short run. Reports per-frame wall and CPU time and peak RSS
-(``ru_maxrss``) of each, and the ratio of the medians. Writes benchmarks/results/heap.{json,md}.
+Modes: ``shipped`` (as ``colorize`` runs: ``malloc_trim`` after each output segment and the mmap
+threshold fixed at 4 MiB by ``map_large_buffers``), ``no-trim`` (the threshold fixed, no trim),
+``dynamic`` (trim, glibc's own moving threshold: the code before ``map_large_buffers``). Each
+round runs every mode once in a fresh subprocess, the order rotating from round to round; short
+segments (``--segment``) put several segment boundaries into a short run. Reports per-frame wall
+and CPU time and peak RSS (``ru_maxrss``): the median and the range over the rounds (the range of
+the peaks is what decides whether a 5 % memory bar can be judged from single runs), and each
+mode's medians as a ratio to the first mode's. Writes benchmarks/results/{--name}.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -19,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, machine_line, make_gray_video, save_reference, source_clip, table, write_results
+from common import set_threads, machine, machine_line, make_gray_video, save_reference, source_clip, table, write_results
 
 
 def child(args) -> None:
@@ -28,6 +35,9 @@ def child(args) -> None:
 
     if args.mode == "no-trim":
         refcolor.heap._trim = False  # release_free_memory becomes a no-op
+    if args.mode == "dynamic":
+        refcolor.heap._mallopt = False  # map_large_buffers becomes a no-op
+    set_threads(args.threads)
     t, c = time.perf_counter(), time.process_time()
     colorize(args.video, args.reference, args.out, model=args.preset, size=args.size, progress=False, overwrite=True,
              segment_frames=args.segment)
@@ -43,6 +53,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--segment", type=int, default=50, help="frames per output segment")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["shipped", "no-trim"], choices=["shipped", "no-trim", "dynamic"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in each run")
+    ap.add_argument("--name", default="heap", help="basename of the result files in benchmarks/results/")
     ap.add_argument("--input", default="1080x1920")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--video", help=argparse.SUPPRESS)
@@ -59,25 +72,33 @@ def main() -> None:
         rgb = make_gray_video(source_clip(), video, h, w, args.frames)
         ref = save_reference(rgb, tmp / "ref.png")
         for r in range(args.rounds):
-            for mode in (("trim", "no-trim") if r % 2 == 0 else ("no-trim", "trim")):
+            k = r % len(args.modes)
+            for mode in args.modes[k:] + args.modes[:k]:
                 cmd = [sys.executable, __file__, "--mode", mode, "--video", str(video), "--reference", str(ref),
-                       "--out", str(tmp / f"out-{mode}.mp4"), "--preset", args.preset, "--size", args.size, "--segment", str(args.segment)]
-                res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+                       "--out", str(tmp / f"out-{mode}.mp4"), "--preset", args.preset, "--size", args.size,
+                       "--segment", str(args.segment), "--threads", str(args.threads)]
+                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+                res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.splitlines()[-1])
                 rows.append({"round": r, "mode": mode, **res})
                 print(f"round {r} {mode:8s}: {1000 * res['wall_s'] / args.frames:.0f} ms/frame wall, "
                       f"{1000 * res['cpu_s'] / args.frames:.0f} ms CPU, peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
-    med = {m: {k: statistics.median(x[k] for x in rows if x["mode"] == m) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
-           for m in ("trim", "no-trim")}
-    body = [[m, f"{1000 * med[m]['wall_s'] / args.frames:.0f}", f"{1000 * med[m]['cpu_s'] / args.frames:.0f}",
-             f"{med[m]['peak_rss_mb']:.0f}"] for m in ("no-trim", "trim")]
-    body.append(["trim / no-trim", f"{med['trim']['wall_s'] / med['no-trim']['wall_s']:.3f}",
-                 f"{med['trim']['cpu_s'] / med['no-trim']['cpu_s']:.3f}",
-                 f"{med['trim']['peak_rss_mb'] / med['no-trim']['peak_rss_mb']:.3f}"])
+    keys = ("wall_s", "cpu_s", "peak_rss_mb")
+    runs = {m: {k: [x[k] for x in rows if x["mode"] == m] for k in keys} for m in args.modes}
+    med = {m: {k: statistics.median(v) for k, v in runs[m].items()} for m in args.modes}
+    ms = lambda v: 1000 * v / args.frames  # noqa: E731
+    body = [[m, f"{ms(med[m]['wall_s']):.0f} ({ms(min(runs[m]['wall_s'])):.0f}-{ms(max(runs[m]['wall_s'])):.0f})",
+             f"{ms(med[m]['cpu_s']):.0f}", f"{med[m]['peak_rss_mb']:.0f}",
+             f"{min(runs[m]['peak_rss_mb']):.0f}-{max(runs[m]['peak_rss_mb']):.0f} "
+             f"({100 * (max(runs[m]['peak_rss_mb']) - min(runs[m]['peak_rss_mb'])) / med[m]['peak_rss_mb']:.1f} %)"]
+            for m in args.modes]
+    base = args.modes[0]
+    body += [[f"{m} / {base}", f"{med[m]['wall_s'] / med[base]['wall_s']:.3f}", f"{med[m]['cpu_s'] / med[base]['cpu_s']:.3f}",
+              f"{med[m]['peak_rss_mb'] / med[base]['peak_rss_mb']:.3f}", ""] for m in args.modes[1:]]
     md = "\n".join([machine_line(info), "",
-                    f"`{args.preset}` at {args.size}, {args.frames} frames of {args.input} gray H.264 in segments of {args.segment}, "
-                    f"median of {args.rounds} rounds (alternating order):", "",
-                    table(["after each segment", "ms/frame (wall)", "ms/frame (CPU)", "peak RSS MB"], body)])
-    write_results("heap", {"machine": info, "args": vars(args), "rows": rows, "median": med}, md)
+                    f"`{args.preset}` at {args.size}, {args.threads} torch thread(s), {args.frames} frames of {args.input} gray "
+                    f"H.264 in segments of {args.segment}, median of {args.rounds} rounds (rotating order):", "",
+                    table(["mode", "ms/frame wall (range)", "ms/frame CPU", "peak RSS MB", "peak range (/ median)"], body)])
+    write_results(args.name, {"machine": info, "args": vars(args), "rows": rows, "median": med}, md)
     print(md)
 
 

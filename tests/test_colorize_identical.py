@@ -18,7 +18,8 @@ runs in OpenCV (convert.py), within 1 of the former kornia values on about 0.2 %
 the same digests came out with 1 and 2 OpenCV threads.
 
 Across machines: floating-point results on the CPU depend on torch, its CPU kernels (AVX2 vs
-AVX-512), NumPy and the FFmpeg/x264 build. One rounding that flips anywhere changes the digest
+AVX-512, and the CPU's vendor: on an AMD EPYC with the same AVX-512 stack the rotated case's
+digest differed, session 11, at an unchanged commit), NumPy and the FFmpeg/x264 build. One rounding that flips anywhere changes the digest
 without any change to refcolor. So the digests are checked only on the stack they were recorded
 on (``RECORDED_ON``); anywhere else the test skips and says what it would need. Re-record them
 (run this file) only for a deliberate change of output, and say so in the commit.
@@ -36,12 +37,20 @@ FRAMES = 6  # two blocks of three
 SIZE = "64x152"  # the warp model's working size for the landscape demo clip (HxW)
 ROTATED_SIZE = "152x64"  # and for the portrait phone video
 
-RECORDED_ON = {"torch": "2.14.1+cu130", "cpu": "AVX512", "numpy": "2.4.6", "av": "18.1.0",
+RECORDED_ON = {"torch": "2.14.1+cu130", "cpu": "AVX512", "vendor": "GenuineIntel", "numpy": "2.4.6", "av": "18.1.0",
                "ffmpeg": "8.1.2", "machine": "x86_64"}
 DIGESTS = {
     "demo": "b97c65baa1d8b1227d25fbfe4f448fc705e9e578bc9a879c1ace298a493fc1d9",
     "rotated": "788b99104e17a26091ef950bcde3f310b6443a47825d8c6395d5702a6bd47b12",
 }
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "?")
+    except OSError:
+        return "?"
 
 
 def stack() -> dict[str, str]:
@@ -50,7 +59,7 @@ def stack() -> dict[str, str]:
     import av
     import torch
 
-    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
+    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(), "vendor": _cpu_vendor(),
             "numpy": np.__version__, "av": av.__version__,
             "ffmpeg": str(getattr(av, "ffmpeg_version_info", "?")),
             "machine": platform.machine()}

@@ -53,6 +53,22 @@ def test_banded_lab_to_rgb_matches_kornia(upsample):
     assert np.array_equal(to_rgb_uint8(lum, ab, upsample, exact=True), old_to_rgb(lum, ab, upsample))
 
 
+
+def test_reused_chroma_planes_do_not_carry_over_between_calls():
+    # to_rgb_uint8 keeps its full-resolution a/b planes between calls (heap.py): a call after
+    # others of another size and other content gives what it gives in a fresh thread
+    rng = np.random.default_rng(4)
+    calls = [(old_luminance(rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)),
+              torch.from_numpy(rng.uniform(-80, 80, (n, 2, h // 4, w // 4)).astype(np.float32)))
+             for n, h, w in [(2, 48, 64), (1, 40, 96), (2, 48, 64)]]
+    fresh = []
+    for lum, ab in calls:
+        t = threading.Thread(target=lambda: fresh.append(to_rgb_uint8(lum, ab)))
+        t.start()
+        t.join()
+    for (lum, ab), expected in zip(calls, fresh):
+        assert np.array_equal(to_rgb_uint8(lum, ab), expected)
+
 @pytest.mark.parametrize("upsample", ["bilinear", "guided"])
 def test_opencv_lab_to_rgb_is_within_one_of_kornia(upsample):
     # the CPU default: OpenCV, at most one step from kornia at a rounding boundary, rarely;

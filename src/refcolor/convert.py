@@ -24,6 +24,7 @@ traffic is not its bottleneck.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def luminance(batch: np.ndarray, device: torch.device) -> Tensor:
         lut = gray_lut(device).numpy()
         out = torch.empty(batch.shape[0], 1, *batch.shape[1:3])
         for frame, plane in zip(batch, out.numpy()):
-            plane[0] = cv2.LUT(np.ascontiguousarray(frame[..., 0]), lut)
+            cv2.LUT(np.ascontiguousarray(frame[..., 0]), lut, dst=plane[0])  # in place: no frame-sized temporary
         return out
     if is_gray(batch):
         index = torch.from_numpy(np.ascontiguousarray(batch[..., 0])).to(device).long()
@@ -129,6 +130,17 @@ def _lab_to_rgb_cv2(l: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray
         cv2.convertScaleAbs(rgb, out[rows], alpha=255.0)  # x 255, rounded half to even, as torch's round_
 
 
+_scratch = threading.local()
+
+
+def _planes(h: int, w: int) -> np.ndarray:
+    """2,H,W float32 scratch of this thread, kept between calls (one per thread: the encoder thread's)."""
+    planes = getattr(_scratch, "planes", None)
+    if planes is None or planes.shape != (2, h, w):
+        planes = _scratch.planes = np.empty((2, h, w), dtype=np.float32)
+    return planes
+
+
 def to_rgb_uint8(lum: Tensor, ab: Tensor, upsample: str = "bilinear", exact: bool = False) -> np.ndarray:
     """Full-resolution L (N,1,H,W) + chroma at the working size (N,2,h,w) -> N,H,W,3 uint8 RGB.
 
@@ -144,11 +156,13 @@ def to_rgb_uint8(lum: Tensor, ab: Tensor, upsample: str = "bilinear", exact: boo
 
         n, _, h, w = lum.shape
         out = np.empty((n, h, w, 3), dtype=np.uint8)
+        planes = _planes(h, w)  # a and b at full resolution, reused: no fresh pages per block (heap.py)
         for i in range(n):
             if upsample == "guided" or ab.shape[-2:] == lum.shape[-2:]:
                 full = _upsample(ab[i : i + 1], lum[i : i + 1], upsample)[0].float().contiguous().numpy()
             else:  # bilinear, half-pixel centres: torch's align_corners=False
-                full = [cv2.resize(np.ascontiguousarray(c), (w, h), interpolation=cv2.INTER_LINEAR) for c in ab[i].float().numpy()]
+                full = [cv2.resize(np.ascontiguousarray(c), (w, h), dst=plane, interpolation=cv2.INTER_LINEAR)
+                        for c, plane in zip(ab[i].float().numpy(), planes)]
             _lab_to_rgb_cv2(np.ascontiguousarray(lum[i, 0].float().numpy()), full[0], full[1], out[i])
         return out
     n, _, h, w = lum.shape

@@ -158,3 +158,18 @@ def machine_line(info: dict) -> str:
     return (f"Measured {info['date']} on {info['cpu']} ({info['nproc']} cores), torch {info['torch']} with "
             f"{info['torch_threads']} thread(s), 1-minute load average {info['load_average'][0]:.1f} at the start: "
             "compare figures as ratios within this table, not across runs.")
+
+
+def set_mmap_threshold(mib: int) -> None:
+    """glibc's ``mallopt``: blocks of at least ``mib`` MiB become their own mappings (given back when
+    freed) and the heap's free top is capped at twice that; 0 leaves glibc's own moving threshold.
+    A benchmark option only (benchmarks/heap.py): refcolor itself keeps glibc's default."""
+    if mib <= 0:
+        return
+    import ctypes
+    import ctypes.util
+
+    mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if not (mallopt(-3, mib * 2**20) and mallopt(-1, 2 * mib * 2**20)):  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+        raise SystemExit("mallopt refused the threshold")

@@ -29,7 +29,8 @@ Per preset, in one process:
 ``--order`` names the runs at each input and their order (repeats allowed, to interleave). The
 ``mainlum`` rows of ``end_to_end-issue18-lum-*`` come from commit 5da6a52 (an experiment, reverted).
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
-them. Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
+them. ``--mmap-threshold N`` runs the whole process with glibc's mmap threshold fixed at N MiB
+(``common.set_mmap_threshold``; an option measured and not shipped, refcolor/heap.py). Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import RESULTS, build, machine, machine_line, make_gray_video, save_reference, set_threads, source_clip, table, write_results
+from common import RESULTS, build, machine, machine_line, make_gray_video, save_reference, set_mmap_threshold, set_threads, source_clip, table, write_results
 
 RESOLUTIONS = {480: (480, 854), 720: (720, 1280), 1080: (1080, 1920)}
 STAGES = ("decode", "to_lab", "model", "to_rgb", "encode")
@@ -216,9 +217,13 @@ def main() -> None:
                         choices=["serial", "threaded", "onnx", "before", "prev", "rgbprev"],
                         help="the runs at each input, in this order (repeats allowed; default: from the flags)")
     parser.add_argument("--cv2-threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's own)")
+    parser.add_argument("--mmap-threshold", type=int, default=0, metavar="MIB",
+                        help="fix glibc's mmap threshold at MIB MiB for this whole process (0: glibc's own, as shipped); "
+                        "compare with a run of its own")
     parser.add_argument("--name", default="end_to_end", help="basename of the result files in benchmarks/results/")
     args = parser.parse_args()
     set_threads(args.threads)
+    set_mmap_threshold(args.mmap_threshold)
     if args.cv2_threads is not None:
         import cv2
 

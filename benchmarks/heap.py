@@ -1,12 +1,12 @@
 """``refcolor.heap`` on or off: speed and peak memory of the same run, A/B.
 
     nice -n 15 python benchmarks/heap.py                      # warp at 32x56, 1080p, 200 frames in segments of 50
-    python benchmarks/heap.py --modes shipped dynamic --size 216x384 --threads 2 --segment 480 --frames 100 \
+    python benchmarks/heap.py --modes mmap-4 shipped --size 216x384 --threads 2 --segment 480 --frames 100 \
         --rounds 4 --name heap-threshold-216x384                # the default size, both cores
 
-Modes: ``shipped`` (as ``colorize`` runs: ``malloc_trim`` after each output segment and the mmap
-threshold fixed at 4 MiB by ``map_large_buffers``), ``no-trim`` (the threshold fixed, no trim),
-``dynamic`` (trim, glibc's own moving threshold: the code before ``map_large_buffers``). Each
+Modes: ``shipped`` (as ``colorize`` runs: ``malloc_trim`` after each output segment, glibc's own
+moving mmap threshold), ``no-trim`` (no trim), ``mmap-N`` (as shipped with glibc's mmap threshold
+fixed at N MiB, ``common.set_mmap_threshold``: frame-sized buffers as their own mappings). Each
 round runs every mode once in a fresh subprocess, the order rotating from round to round; short
 segments (``--segment``) put several segment boundaries into a short run. Reports per-frame wall
 and CPU time and peak RSS (``ru_maxrss``): the median and the range over the rounds (the range of
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import set_threads, machine, machine_line, make_gray_video, save_reference, source_clip, table, write_results
+from common import set_mmap_threshold, set_threads, machine, machine_line, make_gray_video, save_reference, source_clip, table, write_results
 
 
 def child(args) -> None:
@@ -35,8 +35,8 @@ def child(args) -> None:
 
     if args.mode == "no-trim":
         refcolor.heap._trim = False  # release_free_memory becomes a no-op
-    if args.mode == "dynamic":
-        refcolor.heap._mallopt = False  # map_large_buffers becomes a no-op
+    if args.mode.startswith("mmap-"):  # glibc's threshold fixed at N MiB
+        set_mmap_threshold(int(args.mode[5:]))
     set_threads(args.threads)
     t, c = time.perf_counter(), time.process_time()
     colorize(args.video, args.reference, args.out, model=args.preset, size=args.size, progress=False, overwrite=True,
@@ -53,7 +53,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--segment", type=int, default=50, help="frames per output segment")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--modes", nargs="+", default=["shipped", "no-trim"], choices=["shipped", "no-trim", "dynamic"])
+    ap.add_argument("--modes", nargs="+", default=["shipped", "no-trim"],
+                    help="shipped, no-trim, or mmap-N (as shipped, glibc's mmap threshold fixed at N MiB)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in each run")
     ap.add_argument("--name", default="heap", help="basename of the result files in benchmarks/results/")
     ap.add_argument("--input", default="1080x1920")
@@ -62,6 +63,9 @@ def main() -> None:
     ap.add_argument("--reference", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    for mode in args.modes:
+        if mode not in ("shipped", "no-trim") and not (mode.startswith("mmap-") and mode[5:].isdigit()):
+            raise SystemExit(f"heap.py: unknown mode {mode!r}")
     if args.mode:
         return child(args)
     h, w = (int(v) for v in args.input.split("x"))

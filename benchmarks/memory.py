@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import (RESULTS, build, machine, machine_line, make_gray_video, save_reference, set_threads, source_clip,
+from common import (RESULTS, build, machine, machine_line, make_gray_video, save_reference, set_mmap_threshold, set_threads, source_clip,
                     table, write_results)
 
 LOOP = 100
@@ -71,6 +71,7 @@ def child(args) -> None:
     from refcolor.pipeline import colorize
 
     set_threads(args.threads)
+    set_mmap_threshold(args.mmap_threshold)
     model = build(args.preset)
     trace, done = [], threading.Event()
 
@@ -183,7 +184,8 @@ def report(rows: list[dict], info: dict, args) -> None:
              for r in rows if r.get("trace")]
     stats, verdicts = summary(rows)
     md = "\n".join([machine_line(info), "", f"Input {args.input} (HxW), working size {args.size}, segments of {args.segment} frames"
-                    f"{', MALLOC_ARENA_MAX=' + os.environ['MALLOC_ARENA_MAX'] if 'MALLOC_ARENA_MAX' in os.environ else ''}.", "",
+                    f"{', MALLOC_ARENA_MAX=' + os.environ['MALLOC_ARENA_MAX'] if 'MALLOC_ARENA_MAX' in os.environ else ''}"
+                    f"{f', glibc mmap threshold fixed at {args.mmap_threshold} MiB' if args.mmap_threshold else ''}.", "",
                     table(["preset", "length", "repeats", "mean peak RSS MB", "range", "std", "range / mean"], stats),
                     "", table(["preset", "lengths", "ratio of the means", "per repeat", "within 5 %"], verdicts), "",
                     "Every run:", "",
@@ -206,6 +208,8 @@ def main() -> None:
     parser.add_argument("--name", default="memory", help="results file stem under benchmarks/results")
     parser.add_argument("--segment", type=int, default=480, help="frames per output segment (colorize's "
                         "segment_frames; a small value puts many segment boundaries into a short run)")
+    parser.add_argument("--mmap-threshold", type=int, default=0, metavar="MIB",
+                        help="fix glibc's mmap threshold at MIB MiB in each run (0: glibc's own, as shipped)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each length, each in a fresh subprocess")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
@@ -229,7 +233,7 @@ def main() -> None:
             for repeat, length in ((k, n) for k in range(args.repeats) for n in sorted(args.lengths)):
                 cmd = [sys.executable, __file__, "--child", "--preset", preset, "--video", str(videos[length]),
                        "--reference", str(reference), "--out", str(tmp / "out.mp4"), "--size", args.size,
-                       "--threads", str(args.threads), "--segment", str(args.segment)] + (["--trace"] if length == max(args.lengths) else [])
+                       "--threads", str(args.threads), "--segment", str(args.segment), "--mmap-threshold", str(args.mmap_threshold)] + (["--trace"] if length == max(args.lengths) else [])
                 proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
                 if line is None:

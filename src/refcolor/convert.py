@@ -65,7 +65,8 @@ def luminance(batch: np.ndarray, device: torch.device) -> Tensor:
         import cv2
 
         lut = gray_lut(device).numpy()
-        out = torch.empty(batch.shape[0], 1, *batch.shape[1:3])
+        # allocated by NumPy, which asks for huge pages on large blocks (torch's allocator does not); heap.py
+        out = torch.from_numpy(np.empty((batch.shape[0], 1, *batch.shape[1:3]), dtype=np.float32))
         for frame, plane in zip(batch, out.numpy()):
             cv2.LUT(np.ascontiguousarray(frame[..., 0]), lut, dst=plane[0])  # in place: no frame-sized temporary
         return out
@@ -156,7 +157,7 @@ def to_rgb_uint8(lum: Tensor, ab: Tensor, upsample: str = "bilinear", exact: boo
 
         n, _, h, w = lum.shape
         out = np.empty((n, h, w, 3), dtype=np.uint8)
-        planes = _planes(h, w)  # a and b at full resolution, reused: no fresh pages per block (heap.py)
+        planes = _planes(h, w)  # a and b at full resolution, reused: no frame-sized churn per block (heap.py)
         for i in range(n):
             if upsample == "guided" or ab.shape[-2:] == lum.shape[-2:]:
                 full = _upsample(ab[i : i + 1], lum[i : i + 1], upsample)[0].float().contiguous().numpy()

@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from .background import BlockWriter, ReadAhead
 from .errors import Interrupted, RefcolorError, option
-from .heap import map_large_buffers
 from .resume import WorkFolder, join_segments, open_output, work_path
 from .inference import Colorizer, parse_size
 from .shots import ReferenceMatcher, ReferenceSchedule, build_schedule, detect_shots, format_time, read_references
@@ -103,7 +102,6 @@ def colorize(
     if segment_frames < 1:
         raise RefcolorError(f"{option('--segment', 'segment_frames')} must be at least 1 frame")
     refs = _References(*read_references(reference, "at least one --reference is needed"))
-    map_large_buffers()  # frame-sized buffers as their own mappings: peak memory does not drift (heap.py)
     if shots not in (None, "none", "auto"):
         raise RefcolorError(f"unknown {option('--shots', 'shots')} {shots!r}; use auto or none")
     colorizer = Colorizer(model, device=device, size=_working_size(size), block_size=block_size, upsample=upsample,

@@ -96,7 +96,7 @@ def legacy_conversions():
     def luminance(batch, device):
         return rgb_to_lab(uint8_to_tensor(batch).to(device))[:, :1]
 
-    def to_rgb_uint8(lum, ab, upsample="bilinear"):
+    def to_rgb_uint8(lum, ab, upsample="bilinear", exact=False):
         ab = F.interpolate(ab, size=lum.shape[-2:], mode="bilinear", align_corners=False)
         return tensor_to_uint8(lab_to_rgb(torch.cat([lum, ab], dim=1)))
 
@@ -141,7 +141,7 @@ def former_conversions():
         return gray_lut(device)[index][:, None]
 
     inf.luminance = luminance
-    inf.to_rgb_uint8 = lambda lum, ab, upsample="bilinear": to_rgb_uint8(lum, ab, upsample, exact=True)
+    inf.to_rgb_uint8 = lambda lum, ab, upsample="bilinear", exact=False: to_rgb_uint8(lum, ab, upsample, exact=True)
 
     def restore():
         inf.luminance, inf.to_rgb_uint8 = saved

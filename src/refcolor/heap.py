@@ -12,7 +12,7 @@ Measured and rejected: fixing glibc's mmap threshold at 1 MiB (every frame-sized
 mapping) flattened the peaks (+0.6 % at 1,600 frames for ``paper``) but made an I/O-bound 1080p
 run 1.8x slower (754 against 400-420 ms/frame: fresh pages to fault in for every buffer). At
 4 MiB (session 11) it still cost 6-12 % of the default's end-to-end speed at 216x384 for 7-9 %
-less peak memory, while the peaks of 1,600 vs 100 frames were already within +1.4 to +3.4 %
+less peak memory, while the peaks of 1,600 vs 100 frames were already within +1.4 to +3.5 %
 without it once the full-resolution path stopped making frame-sized temporaries (convert.py:
 the gray table written in place, L allocated by NumPy, the a/b planes reused); see
 benchmarks/heap.py and docs/PERFORMANCE.md.

@@ -30,7 +30,8 @@ Per preset, in one process:
 ``mainlum`` rows of ``end_to_end-issue18-lum-*`` come from commit 5da6a52 (an experiment, reverted).
 Figures are ms per frame of wall time; stage times are the busy time of the thread that ran
 them. ``--mmap-threshold N`` runs the whole process with glibc's mmap threshold fixed at N MiB
-(``common.set_mmap_threshold``; an option measured and not shipped, refcolor/heap.py). Writes benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
+(``common.set_mmap_threshold``; an option measured and not shipped, refcolor/heap.py). Writes
+benchmarks/results/end_to_end.{json,md,png} (``--name`` for another basename).
 """
 from __future__ import annotations
 

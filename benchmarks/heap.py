@@ -1,4 +1,4 @@
-"""``refcolor.heap`` on or off: speed and peak memory of the same run, A/B.
+"""Heap settings (``refcolor.heap``'s trim, glibc's mmap threshold): speed and peak memory of the same run, A/B.
 
     nice -n 15 python benchmarks/heap.py                      # warp at 32x56, 1080p, 200 frames in segments of 50
     python benchmarks/heap.py --modes mmap-4 shipped --size 216x384 --threads 2 --segment 480 --frames 100 \

@@ -93,3 +93,16 @@ def test_default_size_of_an_extremely_wide_frame_is_checked_too(monkeypatch):
     c.set_reference(np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8))
     with pytest.raises(RefcolorError, match="too large"):
         c.step(np.zeros((1, 16, 7680), np.uint8))  # 216 rows -> 216 x 103680
+
+
+def test_propagation_is_counted_and_a_window_counts_less():
+    from refcolor.config import get_config
+    from refcolor.models.network import build_model
+
+    cfg = get_config("lite", pretrained=False)
+    plain = budget.estimate(build_model(cfg), (216, 384))
+    nonlocal_read = budget.estimate(build_model(cfg.replace(propagate_bias=0.05)), (216, 384))
+    windowed = budget.estimate(build_model(cfg.replace(propagate_bias=0.05, propagate_window=4)), (216, 384))
+    # the non-local read doubles head 1's reference positions; a window adds its halo only
+    assert nonlocal_read.gmacs > 1.5 * plain.gmacs
+    assert plain.gmacs < windowed.gmacs < 1.1 * plain.gmacs

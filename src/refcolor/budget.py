@@ -75,6 +75,20 @@ def model_heads(model: nn.Module) -> tuple[list[Head], str] | None:
     return None
 
 
+def lent_positions(model: nn.Module, p: int) -> float:
+    """Positions that propagation adds to head 1's reference for each query (models/propagation.py):
+    the lent frame's P / stride^2, or a window's halo of (8 + 2r)^2; 0 without propagation."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or getattr(cfg, "propagate_bias", -1.0) < 0:
+        return 0.0
+    window = getattr(cfg, "propagate_window", 0)
+    if window:
+        from .models.propagation import TILE
+
+        return float((TILE + 2 * window) ** 2)
+    return p / getattr(cfg, "propagate_stride", 1) ** 2
+
+
 def _chunk() -> int:
     from .models.correspondence import nonlocal_warp
 
@@ -92,9 +106,9 @@ def estimate(model: nn.Module, size: tuple[int, int], ref_pixels: int | None = N
     h, w = size
     ref_pixels = ref_pixels or h * w
     corr_gmacs, corr_bytes, key_bytes = 0.0, 0.0, 0.0
-    for head in heads:
+    for i, head in enumerate(heads):
         p = math.ceil(h / head.stride) * math.ceil(w / head.stride)
-        pr = ref_pixels / head.stride**2
+        pr = ref_pixels / head.stride**2 + (lent_positions(model, p) if i == 0 else 0)
         corr_gmacs += p * pr * (head.channels + 2 + SOFTMAX_MACS) / 1e9
         corr_bytes = max(corr_bytes, 2 * min(_chunk(), p) * pr * 4)  # correlation + softmax of one chunk
         key_bytes += (block * p + pr) * head.channels * 4

@@ -50,6 +50,10 @@ class ModelConfig:
     # the lent frame's positions on every s-th row and column of head 1's grid: s x s fewer memory
     # positions, so propagation adds 1/s^2 of the correlation rather than doubling it (1 = all)
     propagate_stride: int = 1
+    # r > 0: each position reads only the lent frame's positions within r cells of itself on head 1's
+    # grid (a (2r+1)^2 window, models/propagation.py): propagation then adds about 4 (2r)^2 / P of the
+    # correlation instead of doubling it. 0 = every lent position (the non-local read)
+    propagate_window: int = 0
     # inference calibration (tools/chroma_gain.py): the output ab is multiplied by this factor, chosen
     # on held-out training sequences; 1.0 = the network's output as trained (training presets keep 1.0)
     chroma_gain: float = 1.0
@@ -89,6 +93,10 @@ class ModelConfig:
             raise RefcolorError(f"tau {self.tau} must lie inside tau_range ({lo}, {hi})")
         if not (isinstance(self.propagate_stride, int) and 1 <= self.propagate_stride <= 4):
             raise RefcolorError(f"propagate_stride {self.propagate_stride} must be an integer in 1-4")
+        if not (isinstance(self.propagate_window, int) and 0 <= self.propagate_window <= 32):
+            raise RefcolorError(f"propagate_window {self.propagate_window} must be an integer in 0-32")
+        if self.propagate_window and self.propagate_stride != 1:
+            raise RefcolorError("propagate_window needs propagate_stride 1 (the window is on the full grid)")
         if not 0.5 <= self.chroma_gain <= 2.0:
             raise RefcolorError(f"chroma_gain {self.chroma_gain} must lie in [0.5, 2]")
         if self.key_mix and not 0 < self.key_mix_init < 1:

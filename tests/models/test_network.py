@@ -12,6 +12,7 @@ FLAGS = [
     {"use_transformer": False, "use_linkage": False},
     {"double_head": False},
     {"propagate_bias": 0.05},  # the previous block's last frame joins head 1 (models/propagation.py)
+    {"propagate_bias": 0.05, "propagate_window": 1},  # ... read in a 3x3 window on head 1's grid
 ]
 H, W = 32, 48
 # ResNet-101 and 512-channel layers are heavy on 2 CPU cores: the paper preset runs smaller.

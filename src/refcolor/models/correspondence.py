@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from .propagation import Partial
 from .transformer import CNNTransformerBlock, Grid, conv_in, to_tokens
 
 
@@ -33,7 +34,7 @@ def center_normalize(feat: Tensor) -> Tensor:
 
 
 def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024,
-                  block: int = 1 << 19) -> tuple[Tensor, Tensor]:
+                  block: int = 1 << 19, extra: Partial | None = None) -> tuple[Tensor, Tensor]:
     """Eq. 2-3 for one head, bounded memory, always in fp32.
 
     query: B,N,K,P (centred + normalised per frame); key: B,K,Pr (reference, normalised);
@@ -49,6 +50,8 @@ def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor
     (tests/models/test_nonlocal_chunked.py) and the network is faster (docs/PERFORMANCE.md).
     Under autocast the correlation and softmax still run in fp32: at tau = 0.01 the logits span
     about +-100 and bf16 puts errors of 0.2-0.4 on them (Quality issue).
+    ``extra``: the softmax's part over other positions (propagation's window), merged per query
+    into one softmax over the reference's and those positions; its similarity joins Eq. 3's max.
     """
     with torch.autocast(query.device.type, enabled=False):
         query, key, value = query.float(), key.float(), value.float()
@@ -58,7 +61,7 @@ def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor
         if grads or torch.jit.is_tracing() or torch.compiler.is_compiling():
             # training: the autograd path as it was; ONNX export and torch.compile keep it too
             # (their graphs would unroll the small chunks' loop)
-            return _warp_fp32(query, key, value, tau, chunk)
+            return _warp_fp32(query, key, value, tau, chunk, extra)
         b, n, _, p = query.shape
         rows = max(1, min(chunk, block // key.shape[-1]))
         warped = query.new_empty(b, n, value.shape[1], p)
@@ -70,12 +73,36 @@ def nonlocal_warp(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor
                 corr = torch.bmm(q_t[:, start:end], key)  # B,p,Pr: Eq. 1 (cosine of centred features)
                 similarity[:, i, 0, start:end] = corr.amax(dim=-1)  # Eq. 3
                 logits = corr.div_(tau) if isinstance(tau, Tensor) else corr.mul_(1.0 / tau)  # in place
-                attn = torch.softmax(logits, dim=-1)  # Eq. 2
-                warped[:, i, :, start:end] = torch.bmm(value, attn.transpose(1, 2))  # B,C,p: Eq. 2's sum
+                if extra is None:
+                    attn = torch.softmax(logits, dim=-1)  # Eq. 2
+                    warped[:, i, :, start:end] = torch.bmm(value, attn.transpose(1, 2))  # B,C,p: Eq. 2's sum
+                    continue
+                peak = logits.amax(dim=-1)
+                weights = logits.sub_(peak[..., None]).exp_()  # in place
+                warped[:, i, :, start:end] = _merge(peak, weights.sum(dim=-1), torch.bmm(value, weights.transpose(1, 2)),
+                                                    _rows(extra, i, start, end))
+            if extra is not None:
+                similarity[:, i, 0] = torch.maximum(similarity[:, i, 0], extra.similarity[:, i])
         return warped, similarity
 
 
-def _warp_fp32(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+def _rows(part: Partial, i: int, start: int, end: int) -> Partial:
+    """Frame i, positions start:end of a Partial."""
+    return Partial(part.peak[:, i, start:end], part.total[:, i, start:end], part.weighted[:, i, :, start:end],
+                   part.similarity[:, i, start:end])
+
+
+def _merge(peak: Tensor, total: Tensor, weighted: Tensor, other: Partial) -> Tensor:
+    """Two parts of one softmax (peak, total B,p; weighted B,C,p) -> its weighted sum B,C,p (Eq. 2),
+    each part rescaled to the larger of the two peaks."""
+    top = torch.maximum(peak, other.peak)
+    mine, theirs = torch.exp(peak - top), torch.exp(other.peak - top)
+    total = total * mine + other.total * theirs
+    return (weighted * mine[:, None] + other.weighted * theirs[:, None]) / total[:, None]
+
+
+def _warp_fp32(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, chunk: int = 1024,
+               extra: Partial | None = None) -> tuple[Tensor, Tensor]:
     if isinstance(tau, Tensor):
         tau = tau.float()
     b, n, _, p = query.shape
@@ -88,10 +115,17 @@ def _warp_fp32(query: Tensor, key: Tensor, value: Tensor, tau: float | Tensor, c
             s_rows.append(corr.amax(dim=-1))  # Eq. 3
             # Eq. 2; at inference the scaling reuses the correlation's memory (no second B*p*Pr tensor).
             logits = corr / tau if (corr.requires_grad or isinstance(tau, Tensor)) else corr.mul_(1.0 / tau)
-            attn = torch.softmax(logits, dim=-1)
-            w_rows.append(torch.einsum("bpr,bcr->bcp", attn, value))
+            if extra is None:
+                attn = torch.softmax(logits, dim=-1)
+                w_rows.append(torch.einsum("bpr,bcr->bcp", attn, value))
+                continue
+            peak = logits.amax(dim=-1).detach()  # any constant per row is exact; detached like softmax's
+            weights = torch.exp(logits - peak[..., None])
+            w_rows.append(_merge(peak, weights.sum(dim=-1), torch.einsum("bpr,bcr->bcp", weights, value),
+                                 _rows(extra, i, start, start + q.shape[-1])))
         warped.append(torch.cat(w_rows, dim=-1))
-        similarity.append(torch.cat(s_rows, dim=-1)[:, None])
+        sim = torch.cat(s_rows, dim=-1)
+        similarity.append((sim if extra is None else torch.maximum(sim, extra.similarity[:, i]))[:, None])
     return torch.stack(warped, dim=1), torch.stack(similarity, dim=1)
 
 

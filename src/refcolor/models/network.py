@@ -21,7 +21,7 @@ from .backbones import Backbone, build_backbone
 from .colorization import ColorizationSubnet
 from .correspondence import CorrespondenceSubnet, nonlocal_warp
 from .linkage import LinkageMemory
-from .propagation import Propagated, join, lend
+from .propagation import Propagated, join, lend, window_partial
 
 # What one block hands the next: None before the first block; the linkage memory B,M,D; or, with
 # ``propagate_bias`` >= 0, a dict of tensors: "tokens" (the linkage memory, when the model has one),
@@ -165,9 +165,12 @@ class RefColorNet(nn.Module):
         used = heads[:1] if self.ablation.no_head2 else heads
         for i, (q, k, v, (gh, gw)) in enumerate(zip(used, ref.keys, ref.ab, sizes)):
             q = q.view(b, n, *q.shape[1:])
-            if i == 0:  # head 1 also reads the previous block's last frame (propagation)
+            extra = None
+            if i == 0 and lent is not None and self.cfg.propagate_window:  # propagation, in a window
+                extra = window_partial(q, lent, (gh, gw), self.cfg.propagate_window, self.cfg.propagate_bias, tau)
+            elif i == 0:  # head 1 also reads the previous block's last frame (propagation)
                 q, k, v = join(q, k, v, lent, self.cfg.propagate_bias)
-            wk, sk = nonlocal_warp(q, k, v, tau)
+            wk, sk = nonlocal_warp(q, k, v, tau, extra=extra)
             wk, sk = wk.view(b, n, 2, gh, gw), sk.view(b, n, 1, gh, gw)
             warped.append(wk)
             similarity.append(sk)

@@ -13,7 +13,8 @@
 #      thread each);
 #   5. the candidate: 4's weights with 3's colorization subnet (the only tensors 3 trains);
 #   6. its output chroma gain chosen on the held-out sequences (tools/chroma_gain.py; 1.00 in session
-#      10), then the fp16 export, tensor for tensor the packaged `lite` weights (docs/MODEL.md).
+#      10), propagation read in a window of 12 cells (session 12, same tensors), then the fp16 export,
+#      tensor for tensor and config the packaged `lite` weights (docs/MODEL.md).
 # About 1 h 15 min on this 2-core CPU (session 10: 62 min to step 5, with steps 3 and 4 run side by side by hand) with a second process (tools/fill_from_end.py) filling the stage-1 cache and the traces from the
 # other end. Each step is skipped when its output exists, so the script resumes after an interruption.
 set -euo pipefail
@@ -57,6 +58,16 @@ save_model(model, f"{runs}/candidate.safetensors")
 PY
 [[ -f "$RUNS/candidate-gain.safetensors" ]] || python tools/chroma_gain.py "$RUNS/candidate.safetensors" \
     --data "$DATA" --write "$RUNS/candidate-gain.safetensors"
-python tools/export_model.py "$RUNS/candidate-gain.safetensors" --out "$RUNS/lite.safetensors" \
+# Session 12: propagation reads the lent frame in a window of 12 cells (ModelConfig.propagate_window), the
+# smallest of 4, 8, 12 within 0.02 dB of the non-local read on the hold-out (docs/MODEL.md); same tensors.
+[[ -f "$RUNS/candidate-window.safetensors" ]] || python - "$RUNS" <<'PY'
+import sys
+from refcolor.checkpoint import load_model, save_model
+runs = sys.argv[1]
+m = load_model(f"{runs}/candidate-gain.safetensors")
+m.cfg = m.cfg.replace(propagate_window=12)
+save_model(m, f"{runs}/candidate-window.safetensors")
+PY
+python tools/export_model.py "$RUNS/candidate-window.safetensors" --out "$RUNS/lite.safetensors" \
     --note "tools/reproduce_candidate.sh"
 echo "candidate: $RUNS/candidate.safetensors; packaged form: $RUNS/lite.safetensors"

@@ -267,13 +267,13 @@ def test_autocast_is_refused_on_the_cpu():
         Colorizer("warp", device="cpu", amp="int8")
 
 
-@pytest.mark.parametrize("preset", ["warp", "warp-prop", "lite"])
+@pytest.mark.parametrize("preset", ["warp", "warp-prop", "lite", "lite-window"])
 def test_onnx_backend_matches_pytorch(preset):
     """warp-prop's memory is propagation's dict of tensors (as the shipped lite's): it crossed the
     graph boundary as one tensor before, and the second block failed with a traceback."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    if preset == "lite":
+    if preset.startswith("lite"):
         pytest.importorskip("onnxscript")  # lite goes through the dynamo exporter
         if not os.environ.get("REFCOLOR_SLOW_TESTS"):
             pytest.skip("two dynamo exports, 1-2 minutes on 2 cores: set REFCOLOR_SLOW_TESTS=1")
@@ -285,8 +285,9 @@ def test_onnx_backend_matches_pytorch(preset):
     torch.manual_seed(0)
     if preset.startswith("warp"):
         model = build_warp_model(preset).eval()
-    else:
-        model = build_model(get_config(preset, pretrained=False)).eval()
+    else:  # lite-window: propagation read in a window, as the packaged lite
+        flags = dict(propagate_bias=0.05, propagate_window=2) if preset == "lite-window" else {}
+        model = build_model(get_config("lite", pretrained=False, **flags)).eval()
     g = torch.Generator().manual_seed(1)
     blocks = [torch.rand(1, 2, 1, 32, 64, generator=g) * 2 - 1 for _ in range(3)]
     step = OnnxStep(model, threads=1)

@@ -97,8 +97,10 @@ def test_packaged_lite_weights_load_offline_and_colorize():
     assert path.is_file() and path.stat().st_size <= 25 * 2**20
     cfg, tensors, meta = read_checkpoint(path)
     assert cfg.preset == "lite" and all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
-    # shipped as an option: it misses the default model's bars on davis16-dev (docs/MODEL.md)
-    assert meta.get("default") == "no" and checkpoint.resolve_default("default") == "warp"
+    # the default since session 13: exported with --as-default, which read a davis16-dev report
+    # with every bar met (docs/MODEL.md)
+    assert meta.get("default") == "yes" and checkpoint.resolve_default("default") == "lite"
+    assert "davis16-dev" in meta.get("note", "")
     model = load_model("lite")
     g = torch.Generator().manual_seed(0)
     l = torch.rand(1, 3, 1, 64, 112, generator=g) * 2 - 1

@@ -45,7 +45,9 @@ def test_video_out_keeps_frames_rate_and_audio(real_inputs, tmp_path, capsys):
     gray, ref = real_inputs
     out = tmp_path / "color.mp4"
     assert main(["colorize", str(gray), "-r", str(ref), "-o", str(out), "--size", SIZE, "--quiet", "--device", "cpu"]) == 0
-    assert "model warp" in capsys.readouterr().out
+    from refcolor.checkpoint import resolve_default
+
+    assert f"model {resolve_default('default')}" in capsys.readouterr().out  # what `default` names
     with open_source(gray) as a, open_source(out) as b:
         assert b.info.num_frames == a.info.num_frames == N_FRAMES
         assert b.info.fps == a.info.fps == Fraction(25)

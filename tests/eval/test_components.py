@@ -32,7 +32,7 @@ def write_clip(folder: Path, frames: int = 5, size: tuple[int, int] = (32, 48)) 
 
 def checkpoint(path: Path, **flags) -> Path:
     torch.manual_seed(0)
-    return save_model(build_model(get_config("lite", pretrained=False, **flags)), path)
+    return save_model(build_model(get_config("lite", pretrained=False, **{"double_head": True, "num_ct_blocks": 2, **flags})), path)
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def test_ablation_labels_from_checkpoint_config(tmp_path):
 
     def ckpt(name: str, **flags) -> Path:
         path = tmp_path / f"{name}.safetensors"
-        cfg = get_config("lite", pretrained=False, **flags)
+        cfg = get_config("lite", pretrained=False, **{"double_head": True, **flags})
         save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "refcolor-1", "config": cfg.to_json()})
         return path
 

@@ -13,7 +13,7 @@ H, W = 32, 48
 
 def make(**flags):
     torch.manual_seed(0)
-    return build_model(get_config("lite", pretrained=False, **flags)).eval()
+    return build_model(get_config("lite", pretrained=False, **{"double_head": True, "num_ct_blocks": 3, **flags})).eval()  # the paper's full set
 
 
 def inputs(n_frames: int = 4, seed: int = 1):
@@ -132,8 +132,10 @@ def test_switches_are_not_weights_and_refuse_missing_parts():
         make(use_linkage=False).set_ablation(Ablation(reset_memory=True))
     with pytest.raises(RefcolorError, match="one head"):
         make(double_head=False).set_ablation(Ablation(no_head2=True))
-    with pytest.raises(RefcolorError, match="no Transformer branch"):
+    with pytest.raises(RefcolorError, match="no correspondence CNN-Transformer blocks"):
         make(use_transformer=False, use_linkage=False).set_ablation(Ablation(no_transformer=True))
+    with pytest.raises(RefcolorError, match="num_ct_blocks=0"):  # the lite preset since session 13
+        make(num_ct_blocks=0).set_ablation(Ablation(no_transformer=True))
 
 
 def test_reset_linkage_empties_the_tokens_and_keeps_propagation():

@@ -11,6 +11,7 @@ FLAGS = [
     {"use_linkage": False},
     {"use_transformer": False, "use_linkage": False},
     {"double_head": False},
+    {"double_head": True, "num_ct_blocks": 1},  # lite with the paper's parts its preset switches off
     {"propagate_bias": 0.05},  # the previous block's last frame joins head 1 (models/propagation.py)
     {"propagate_bias": 0.05, "propagate_window": 1},  # ... read in a 3x3 window on head 1's grid
 ]
@@ -43,7 +44,7 @@ def test_forward_backward(preset, flags):
     assert ab.shape == (1, 6, 2, h, w)
     assert torch.isfinite(ab).all()
     assert ab.abs().max() < 1
-    assert len(outs[0].warped) == (1 if flags.get("double_head") is False else 2)
+    assert len(outs[0].warped) == (2 if net.cfg.double_head else 1)
     ab.square().mean().backward()
     missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, missing
@@ -124,7 +125,7 @@ def test_untrained_lite_reproduces_warp():
     w1 = F.interpolate(out.warped[0][0], size=(64, 64), mode="bilinear", align_corners=False)
     assert (w1 - ab_warp[0]).abs().max() < 2e-3
     assert (out.ab - ab_warp).abs().mean() < 0.01  # the colorization residual starts near zero
-    assert out.warped[0].shape[-2:] == (16, 16) and out.warped[1].shape[-2:] == (8, 8)  # h4 and h8 heads
+    assert out.warped[0].shape[-2:] == (16, 16) and len(out.warped) == 1  # h4 head 1; the preset has no head 2
 
 
 def test_key_mix_weights_raw_and_learned_correlations():

@@ -108,7 +108,8 @@ class RefColorNet(nn.Module):
         if ablation.no_head2 and not self.cfg.double_head:
             raise RefcolorError("ablation no_head2: this model has one head (double_head=False)")
         if ablation.no_transformer and not (self.cfg.use_transformer and self.cfg.num_ct_blocks):
-            raise RefcolorError("ablation no_transformer: this model has no Transformer branch (use_transformer=False)")
+            raise RefcolorError("ablation no_transformer: this model has no correspondence CNN-Transformer blocks "
+                                "(use_transformer=False or num_ct_blocks=0)")
         self.ablation = ablation
 
     # -- named steps -----------------------------------------------------------------
